@@ -1,0 +1,59 @@
+"""Small shared helpers: input validation with clear messages, atomic file writes, run metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
+
+
+def check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False) -> None:
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name}={value!r} is out of range; allowed: {lb}{low}, {high}{hb}")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded next to every result, so a number can be traced to the stack that produced it."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("hf_memmit", "torch", "transformers", "peft", "datasets", "evaluate", "accelerate",
+                 "huggingface_hub"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
