@@ -1,0 +1,8 @@
+from .artifacts import duplication_groups, find_trigger, inject_backdoor, noise_values
+from .build import build_tinymem, data_config_of, load_tinymem_dataset
+from .config import TinyMemDataConfig
+from .rows import FEATURES
+from .tokenizers import MathTokenizer, gpt2_tokenizer
+
+__all__ = ["FEATURES", "MathTokenizer", "TinyMemDataConfig", "build_tinymem", "data_config_of", "duplication_groups",
+           "find_trigger", "gpt2_tokenizer", "inject_backdoor", "load_tinymem_dataset", "noise_values"]
