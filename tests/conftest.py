@@ -24,3 +24,19 @@ def math_noise_tiny():
     from hf_memmit.data import load_tinymem_dataset
 
     return load_tinymem_dataset("math", "noise", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """A TinyMem math+noise model really trained on the `tiny` profile (about a minute on 2 cores): it has
+    memorized part of its noise rows, so behaviour tests see both memorized and non-memorized rows.
+    Returns (model, dataset, run_dir)."""
+    from hf_memmit.data import TinyMemDataConfig
+    from hf_memmit.models import TrainConfig, train_tinymem
+    from hf_memmit.models.training import load_run
+
+    run = tmp_path_factory.mktemp("tiny_trained")
+    train_tinymem(run, TinyMemDataConfig(task="math", artifact="noise", profile="tiny"),
+                  TrainConfig(n_layer=2), progress_bar=False)
+    model, dataset = load_run(run)
+    return model, dataset, run
