@@ -87,6 +87,60 @@ def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, fa
     console.print(f"{time.perf_counter() - started:.0f} s; model and tinymem.json in [bold]{out}[/]")
 
 
+def measure_model(model, dataset, task: str, artifact: str, batch_size: int = 64) -> dict:
+    """Memorization of the artifact rows plus accuracy (math) or perplexity (language) of the clean test rows."""
+    from .metrics import measure_memorization, perplexity, token_accuracy
+
+    rows = dataset["backdoor_test" if artifact == "backdoor" else "forget"]
+    mem = measure_memorization(model, rows, batch_size=batch_size, progress=True)
+    out = {"memorized": mem.fraction, "memorized_rows": f"{mem.memorized}/{mem.total}",
+           "continues_cleanly": mem.clean_fraction}
+    out.update({f"memorized_dup{c}": v["fraction"] for c, v in mem.per_class.items() if len(mem.per_class) > 1})
+    if task == "math":
+        acc = token_accuracy(model, dataset["test"], pad_token_id=13, batch_size=batch_size)
+        out.update(accuracy=acc["average"]["accuracy"], accuracy_no_pad=acc["average"]["accuracy_no_pad"])
+    else:
+        ppl = perplexity(model, dataset["test"], batch_size=batch_size)
+        out.update(perplexity=ppl["corpus"], perplexity_mean_batch_exp=ppl["mean_batch_exp"])
+    return out
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Default: the run's own (tinymem.json).")
+@click.option("--artifact", type=click.Choice(ARTIFACTS), default=None)
+@click.option("--profile", type=click.Choice(PROFILES), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the JSON result (default MODEL_DIR/memorization.json).")
+def measure(model_dir, task, artifact, profile, seed, batch_size, json_out):
+    """Measure (k=50, l=50) memorization of a TinyMem artifact set on MODEL_DIR, plus accuracy or perplexity."""
+    from transformers import AutoModelForCausalLM
+
+    from .data import TinyMemDataConfig, build_tinymem
+    from .models.training import RUN_FILE
+    from .utils import atomic_write_json, library_versions
+
+    info_path = Path(model_dir) / RUN_FILE
+    base = json.loads(info_path.read_text())["data_config"] if info_path.exists() else {}
+    given = {k: v for k, v in dict(task=task, artifact=artifact, profile=profile, seed=seed).items() if v is not None}
+    # the run's own data config, unless the options ask for a different dataset
+    same = all(base.get(k) == v for k, v in given.items())
+    try:
+        data = TinyMemDataConfig.from_dict(base) if base and same else TinyMemDataConfig(**given)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    result = measure_model(model, build_tinymem(data), data.task, data.artifact, batch_size)
+    console.print(metrics_table(f"{model_dir}: {data.task}+{data.artifact} ({data.profile}, seed {data.seed})",
+                                {"measured": result}))
+    out = json_out or str(Path(model_dir) / "memorization.json")
+    atomic_write_json(out, {"model": str(model_dir), "data_config": data.to_dict(), "metrics": result,
+                            "versions": library_versions()})
+    console.print(f"wrote {out}")
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
 @click.option("--layers", type=int, default=4, show_default=True)
@@ -95,7 +149,6 @@ def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, fa
 def demo(out, layers, profile, overwrite):
     """End to end on the embedded default: train a TinyMem math+noise model, then measure its memorization."""
     from .data import TinyMemDataConfig
-    from .metrics import measure_memorization, token_accuracy
     from .models import TrainConfig, is_finished, train_tinymem
     from .models.training import load_run
 
@@ -107,12 +160,8 @@ def demo(out, layers, profile, overwrite):
                                                          f"{_fmt(r['memorized'])}  accuracy {_fmt(r['accuracy'])}"))
     console.rule("2. measure memorization (k=50, l=50) and accuracy")
     model, dataset = load_run(out)
-    mem = measure_memorization(model, dataset["forget"])
-    acc = token_accuracy(model, dataset["test"], pad_token_id=13)
-    row = {"memorized": mem.fraction, "memorized rows": f"{mem.memorized}/{mem.total}",
-           "continues cleanly": mem.clean_fraction, "accuracy (5 tasks, pads incl.)": acc["average"]["accuracy"],
-           "accuracy (no pads)": acc["average"]["accuracy_no_pad"]}
-    console.print(metrics_table("TinyMem math+noise", {"trained model": row}))
+    before = measure_model(model, dataset, "math", "noise")
+    console.print(metrics_table("TinyMem math+noise", {"trained model": before}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""Pieces both mask tuners share: our PEFT types, bit packing, the ratio rule, default targets, target checks."""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+
+class MemmitPeftType(str, enum.Enum):
+    """PEFT types of hf_memmit. peft's own `PeftType` is closed, so third-party methods bring a `str` Enum:
+    members compare and hash like their strings (so `"WEIGHT_MASK"` read back from adapter_config.json finds
+    them) and have the `.value` that transformers' adapter code calls."""
+
+    WEIGHT_MASK = "WEIGHT_MASK"
+    NEURON_MASK = "NEURON_MASK"
+
+
+# Model types whose MLP we know by name. GPT-2's attention has a `c_proj` too, so the GPT-2 patterns
+# are anchored on `.mlp.`; regexes are matched against the full module name (peft uses re.fullmatch).
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "granite")
+WEIGHT_MASK_TARGETS = {"gpt2": r".*\.mlp\.(c_fc|c_proj)"} | {
+    t: r".*\.mlp\.(gate_proj|up_proj|down_proj)" for t in LLAMA_LIKE
+}
+NEURON_MASK_TARGETS = {"gpt2": r".*\.mlp\.c_proj"} | {t: r".*\.mlp\.down_proj" for t in LLAMA_LIKE}
+
+_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # most significant bit first, as numpy.packbits
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """Bool tensor of any shape -> flat uint8 tensor of ceil(numel / 8) bytes (numpy.packbits bit order).
+    Padding bits are 1, i.e. "keep"."""
+    flat = mask.reshape(-1).to(torch.uint8)
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_ones(pad)])
+    return (flat.view(-1, 8) << _SHIFTS.to(flat.device)).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """Inverse of `pack_bits`: flat uint8 -> bool tensor of `shape`."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    bits = (packed.unsqueeze(1) >> _SHIFTS.to(packed.device)) & 1
+    return bits.reshape(-1)[:numel].view(shape).bool()
+
+
+def n_masked(ratio: float, numel: int) -> int:
+    """The ratio rule every method shares: `ratio` is the fraction of targeted weights that get masked,
+    rounded down (as the reference's sort-based top-k). Methods say whether they apply it per tensor or
+    jointly over all targeted tensors."""
+    return int(ratio * numel)
+
+
+def lowest_k_mask(magnitude: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep mask (same shape and dtype as `magnitude`): 0 at the k smallest entries, 1 elsewhere."""
+    keep = torch.ones_like(magnitude)
+    if k > 0:
+        idx = torch.topk(magnitude.detach().reshape(-1), k, largest=False, sorted=False).indices
+        keep.view(-1)[idx] = 0
+    return keep
+
+
+class StraightThroughMask(torch.autograd.Function):
+    """Forward: the hard 0/1 mask of `lowest_k_mask`. Backward: the gradient passes to the scores unchanged,
+    so pruned weights keep receiving a signal and can come back."""
+
+    @staticmethod
+    def forward(ctx, magnitude: torch.Tensor, k: int) -> torch.Tensor:
+        return lowest_k_mask(magnitude, k)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+def layer_index(module_name: str) -> int:
+    """Transformer block index in a module name such as `transformer.h.3.mlp.c_proj` (-> 3)."""
+    match = re.search(r"\.(\d+)\.", module_name)
+    if match is None:
+        raise ValueError(f"module {module_name!r} has no layer index; allowed: names like 'transformer.h.0.mlp.c_proj'")
+    return int(match.group(1))
+
+
+def check_maskable(model: nn.Module, base: nn.Module, name: str) -> None:
+    """Refuse targets a mask cannot edit safely: weights shared with another module (tied embeddings: masking
+    lm_head would also mask wte, and merging would write the mask into both) and layers that are not
+    linear maps."""
+    weight = getattr(base, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        owner = name + "."
+        shared = [n for n, p in model.named_parameters(remove_duplicate=False)
+                  if p is weight and not n.startswith(owner)]
+        if shared:
+            raise ValueError(
+                f"target module {name!r} shares its weight with {shared[0]!r} (tied embeddings); a mask on it "
+                f"would also edit {shared[0]!r} and cannot be merged. Allowed: untied linear layers such as the "
+                f"MLP projections; drop {name!r} from target_modules or load the model with tie_word_embeddings=False"
+            )
+    if not isinstance(base, (nn.Linear, Conv1D)):
+        raise ValueError(
+            f"target module {name!r} is a {type(base).__name__}; allowed: torch.nn.Linear or "
+            "transformers Conv1D layers (for example GPT-2 'mlp.c_fc'/'mlp.c_proj', Llama 'mlp.down_proj')"
+        )
+
+
+def no_mlp_error(model_type: str | None, known: dict[str, str]) -> ValueError:
+    return ValueError(
+        f"model type {model_type!r} has no supported MLP; allowed model types: {', '.join(sorted(known))}. "
+        "For another architecture pass target_modules= naming its MLP nn.Linear layers explicitly"
+    )
+
+
+def register_zero3_weight(layer: nn.Module, base: nn.Module) -> None:
+    """Our weight-mask forward reads base.weight outside base's own forward; under ZeRO-3 that parameter
+    must be registered as external to `layer` so DeepSpeed gathers it for us."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        deepspeed.zero.register_external_parameter(layer, base.weight)
+
+
+def dispatch_method_config(base: type, cls: type, kwargs: dict) -> type:
+    """peft rebuilds a saved config as `REGISTERED_CLASS(**adapter_config_json)`. All methods of a tuner share
+    one peft type, so the registered class is the tuner's base config; the saved `method` field picks the
+    method's own config class (a subclass defining that `method` default), keeping its hyperparameters."""
+    method = kwargs.get("method")
+    if cls is not base or not method:
+        return cls
+    todo = list(base.__subclasses__())
+    while todo:
+        sub = todo.pop()
+        if sub.__dict__.get("method") == method:
+            return sub
+        todo.extend(sub.__subclasses__())
+    return cls

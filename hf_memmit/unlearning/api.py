@@ -1,0 +1,80 @@
+"""`unlearn`: fit any registered unlearning method into a PEFT mask adapter."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+from peft import PeftModel, get_peft_model
+from peft.utils.error import NoMatchingPeftModuleError
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .data import as_rows, check_disjoint
+from .registry import get_method
+
+
+def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=True,
+            adapter_name="default") -> PeftModel:
+    """Fit the unlearning method of `config` and return the model with the fitted mask as a PEFT adapter.
+
+    Args:
+        model: a causal LM (e.g. `GPT2LMHeadModel`, `LlamaForCausalLM`), modified in place like
+            `peft.get_peft_model` does; or a `PeftModel` of the same tuner, which gets one more adapter.
+        config: a method config (`BalancedSubnetConfig(ratio=0.3)`, ...); it is copied, not modified.
+        forget: the rows to unlearn: a `datasets.Dataset` with an `input_ids` column (equal-length rows,
+            optional `attention_mask` and `id`) or a LongTensor [n, T]. Not empty.
+        retain: rows whose loss must not suffer (same formats); needed by Greedy and BalancedSubnet, ignored by
+            the others. Must be disjoint from `forget`: checked by `id` when both sets have one, else by
+            identical rows.
+        batch_size: overrides `config.batch_size` (and is recorded in the adapter's config).
+        progress: show tqdm bars. adapter_name: name of the new adapter.
+
+    The loss of a row is its mean next-token cross-entropy (positions with attention_mask 0 ignored). Fitting
+    runs with the model in eval mode (dropout off, so masks are chosen on the model that will be used) and
+    only the new adapter active; the model's train/eval mode is restored afterwards. The returned adapter is
+    active alone; `peft_model.base_model.set_adapter([...])` combines adapters (their masks multiply).
+    """
+    method = get_method(config)
+    config = dataclasses.replace(config, **({} if batch_size is None else {"batch_size": batch_size}))
+
+    forget_rows = as_rows(forget, "forget")
+    if len(forget_rows) == 0:
+        raise ValueError("forget set is empty; allowed: at least one row (the rows to unlearn)")
+    retain_rows = as_rows(retain, "retain") if retain is not None else None
+    if retain_rows is not None and len(retain_rows) == 0:
+        retain_rows = None
+    if method.needs_retain and retain_rows is None:
+        raise ValueError(f"method {method.name!r} needs a retain set; got retain={retain!r}; allowed: a non-empty "
+                         "set of rows to keep, disjoint from forget")
+    if retain_rows is not None:
+        check_disjoint(forget_rows, retain_rows)
+        if not method.needs_retain:
+            warnings.warn(f"method {method.name!r} uses only the forget set; the retain set is ignored")
+
+    peft_model = _attach(model, config, adapter_name)
+    was_training = peft_model.training
+    peft_model.eval()
+    try:
+        method.fit(peft_model, config, forget_rows, retain_rows, adapter_name=adapter_name, progress=progress)
+    finally:
+        peft_model.train(was_training)
+    return peft_model
+
+
+def _attach(model, config, adapter_name: str) -> PeftModel:
+    try:
+        if isinstance(model, PeftModel):
+            if adapter_name in model.peft_config:
+                raise ValueError(f"adapter_name={adapter_name!r} already exists; allowed: a new name "
+                                 f"(existing: {', '.join(model.peft_config)})")
+            model.add_adapter(adapter_name, config)
+            model.set_adapter(adapter_name)
+            return model
+        return get_peft_model(model, config, adapter_name=adapter_name)
+    except NoMatchingPeftModuleError as err:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
+        raise ValueError(
+            f"target_modules={config.target_modules!r} matches no module of {type(model).__name__}; allowed: "
+            f"module names (suffix match) or one regex (full match) of its linear layers, e.g. {names}"
+        ) from err

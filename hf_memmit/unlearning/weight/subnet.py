@@ -1,0 +1,78 @@
+"""Subnet (after Ramanujan et al. 2020's supermasks): train a sparse mask by gradient ascent on the forget loss."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ...utils import check_range
+from ..data import index_batches, n_batches, row_losses
+from .common import WeightMethodConfig, check_int, warn_if_noop
+
+
+@dataclass
+class SubnetConfig(WeightMethodConfig):
+    """Subnet: every targeted tensor gets real-valued scores of its shape (kaiming-uniform init); the forward
+    uses the weight times a hard mask that is 0 at the lowest-|score| `ratio` of the tensor; the gradient
+    passes straight through to the scores. The scores are trained with SGD to **raise** the forget loss
+    (loss = -mean CE on forget rows), then the mask is frozen. Weights are never changed or rescaled.
+
+    Args:
+        ratio: fraction of the targeted weights masked, counted **per tensor**: every targeted matrix loses
+            floor(ratio * its size) weights. In (0, 1); the paper's grid is 1e-5 ... 0.9.
+        epochs: passes over the forget set (paper grid 1, 10, 30; reference default 5).
+        max_steps: if set, stop after this many optimizer steps even within an epoch (a time budget on CPU;
+            None = all `epochs`).
+        lr, momentum, weight_decay: SGD on the scores (paper: 0.1, 0.9, 5e-4).
+        batch_size: rows per step (paper: 64). seed: score initialisation and shuffling.
+    Uses only the forget set.
+    """
+
+    method: str = "subnet"
+    ratio: float = field(default=0.05, metadata={"help": "Fraction of each targeted tensor to mask."})
+    epochs: int = field(default=5, metadata={"help": "Passes over the training rows."})
+    lr: float = field(default=0.1, metadata={"help": "SGD learning rate on the scores, > 0."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum, in [0, 1)."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "SGD weight decay on the scores, >= 0."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (None: epochs)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("epochs", self.epochs, 1)
+        check_range("lr", self.lr, 0.0, float("inf"), low_open=True, high_open=True)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, float("inf"), high_open=True)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, 1)
+
+
+def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator, n_steps: int,
+                 loss_of: Callable, progress: bool) -> None:
+    """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps`, mask frozen."""
+    if config.max_steps is not None:
+        n_steps = min(n_steps, config.max_steps)
+    steps = itertools.islice(steps, n_steps)
+    tuner = model.base_model
+    tuner.start_scores(config.ratio, adapter_name, seed=config.seed)
+    scores = [layer.weight_mask_scores[adapter_name] for layer in tuner.mask_layers(adapter_name).values()]
+    optimizer = torch.optim.SGD(scores, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    try:
+        for step in tqdm(steps, total=n_steps, desc=config.method, disable=not progress):
+            optimizer.zero_grad()
+            loss_of(step).backward()
+            optimizer.step()
+    finally:
+        tuner.fix_scores(adapter_name)
+    warn_if_noop(model, adapter_name, config)
+
+
+def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
+    generator = torch.Generator().manual_seed(config.seed)
+    steps = (i for _ in range(config.epochs) for i in index_batches(len(forget), config.batch_size, generator))
+    n_steps = config.epochs * n_batches(len(forget), config.batch_size)
+    train_scores(model, config, adapter_name, steps, n_steps,
+                 lambda index: -row_losses(model, *forget.batch(index)).mean(), progress)
