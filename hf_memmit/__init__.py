@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 
 from . import tuners  # registers the WEIGHT_MASK / NEURON_MASK adapter types with peft
 from .data import MathTokenizer, TinyMemDataConfig, data_config_of, gpt2_tokenizer, load_tinymem_dataset
-from .metrics import MemorizationResult, greedy_match, measure_memorization, perplexity, token_accuracy
+from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
+                      greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
 from .models import TrainConfig, tinymem_config, tinymem_model, train_tinymem
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
 from .unlearning import (METHODS, BalancedSubnetConfig, DurableAggConfig, DurableConfig, GreedyConfig,
@@ -14,6 +15,7 @@ __all__ = [
     "METHODS", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig", "MemmitPeftType",
     "NeuronMaskConfig", "SecondOrderUnlearningConfig", "SubnetConfig", "WeightMaskConfig", "get_method",
     "make_config", "method_names", "unlearn",
+    "MEMORIZATION_METRIC_PATH", "Memorization", "MemorizationCallback", "greedy_match_generate", "match_tokens",
     "MathTokenizer", "MemorizationResult", "TinyMemDataConfig", "TrainConfig", "data_config_of", "gpt2_tokenizer",
     "greedy_match", "load_tinymem_dataset", "measure_memorization", "perplexity", "tinymem_config", "tinymem_model",
     "token_accuracy", "train_tinymem",

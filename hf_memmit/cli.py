@@ -13,6 +13,8 @@ from rich.table import Table
 from .data.config import ARTIFACTS, PROFILES, TASKS
 
 console = Console()
+# BalancedSubnet settings of the demo (see the closing notes of the unlearning issue for how they were chosen)
+DEMO_UNLEARNING = {"ratio": 0.05, "epochs": 1}
 
 
 def _fmt(v) -> str:
@@ -141,13 +143,98 @@ def measure(model_dir, task, artifact, profile, seed, batch_size, json_out):
     console.print(f"wrote {out}")
 
 
+def forget_set(model, dataset, artifact: str, batch_size: int = 64):
+    """The rows to unlearn: the artifact training rows the model currently memorizes (the paper's forget set)."""
+    from .metrics import measure_memorization
+
+    mem = measure_memorization(model, dataset["forget"], batch_size=batch_size)
+    return dataset["forget"].select(mem.memorized_indices)
+
+
+def run_unlearning(model_dir, method: str, out: str | None, options: dict, retain_size: int | None = None,
+                   seed: int = 0) -> dict:
+    """Measure, unlearn with `method`, measure again, save the adapter: the before/after record."""
+    import dataclasses
+    import shutil
+
+    from .models.training import load_run
+    from .unlearning import make_config, unlearn
+    from .utils import atomic_write_json, library_versions
+
+    model, dataset = load_run(model_dir)
+    info = json.loads((Path(model_dir) / "tinymem.json").read_text())["data_config"]
+    task, artifact = info["task"], info["artifact"]
+    before = measure_model(model, dataset, task, artifact)
+    forget = forget_set(model, dataset, artifact)
+    if len(forget) == 0:
+        raise click.ClickException(f"{model_dir}: the model memorizes none of its {artifact} rows; nothing to unlearn")
+    retain = dataset["retain"]
+    if retain_size is not None and retain_size < len(retain):
+        retain = retain.shuffle(seed=seed).select(range(retain_size))
+    config = make_config(method, **options)
+    started = time.perf_counter()
+    peft_model = unlearn(model, config, forget, retain)
+    seconds = time.perf_counter() - started
+    after = measure_model(peft_model, dataset, task, artifact)
+    record = {"model": str(model_dir), "method": method, "config": dataclasses.asdict(config),
+              "forget_rows": len(forget), "retain_rows": len(retain), "seconds": seconds,
+              "before": before, "after": after, "versions": library_versions()}
+    if out:
+        tmp = Path(str(out) + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        peft_model.save_pretrained(tmp)
+        atomic_write_json(tmp / "unlearning_result.json", record)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)  # the adapter folder appears whole or not at all
+    return record
+
+
+def _parse_options(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"--set {pair!r}: expected KEY=VALUE, e.g. --set loss_weight=0.7")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@main.command(name="unlearn")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--method", default="balanced_subnet", show_default=True,
+              help="greedy, sou, durable, durable_agg, subnet, balanced_subnet, zero, act, slim, hc, ig.")
+@click.option("--ratio", type=float, default=None, help="Fraction masked (the method's own default if unset).")
+@click.option("--epochs", type=int, default=None)
+@click.option("--max-steps", type=int, default=None)
+@click.option("--retain-size", type=int, default=None, help="Use a random subset of the retain rows.")
+@click.option("--set", "sets", multiple=True, help="Any other config field, KEY=VALUE (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Adapter directory.")
+def unlearn_cmd(model_dir, method, ratio, epochs, max_steps, retain_size, sets, out):
+    """Unlearn MODEL_DIR's memorized artifacts into a PEFT mask adapter; prints memorization before and after."""
+    options = {k: v for k, v in dict(ratio=ratio, epochs=epochs, max_steps=max_steps).items() if v is not None}
+    options.update(_parse_options(sets))
+    try:
+        record = run_unlearning(model_dir, method, out, options, retain_size)
+    except (ValueError, TypeError) as err:
+        raise click.BadParameter(str(err)) from err
+    console.print(metrics_table(f"{method} on {model_dir} ({record['seconds']:.1f} s)",
+                                {"before": record["before"], "after": record["after"]}))
+    if out:
+        console.print(f"adapter saved to [bold]{out}[/] (load: PeftModel.from_pretrained(model, {out!r}) after "
+                      "`import hf_memmit`)")
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
 @click.option("--layers", type=int, default=4, show_default=True)
 @click.option("--profile", type=click.Choice(PROFILES), default="quick", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Retrain even if the demo model exists.")
 def demo(out, layers, profile, overwrite):
-    """End to end on the embedded default: train a TinyMem math+noise model, then measure its memorization."""
+    """End to end on the embedded default: train a TinyMem math+noise model, measure its memorization, unlearn it
+    with BalancedSubnet, measure again and save the adapter."""
     from .data import TinyMemDataConfig
     from .models import TrainConfig, is_finished, train_tinymem
     from .models.training import load_run
@@ -162,6 +249,11 @@ def demo(out, layers, profile, overwrite):
     model, dataset = load_run(out)
     before = measure_model(model, dataset, "math", "noise")
     console.print(metrics_table("TinyMem math+noise", {"trained model": before}))
+    console.rule("3. unlearn the memorized rows with BalancedSubnet, measure again, save the adapter")
+    record = run_unlearning(out, "balanced_subnet", str(Path(out) / "balanced_subnet"), DEMO_UNLEARNING)
+    console.print(metrics_table(f"BalancedSubnet ({record['seconds']:.1f} s, {record['forget_rows']} forget rows)",
+                                {"before": record["before"], "after": record["after"]}))
+    console.print(f"adapter: {Path(out) / 'balanced_subnet'}")
 
 
 if __name__ == "__main__":
