@@ -8,13 +8,16 @@ from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallba
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
 from .models import TrainConfig, tinymem_config, tinymem_model, train_tinymem
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
+from .unlearning import (ActConfig, HardConcreteConfig, IntegratedGradientsConfig, SlimConfig, ZeroConfig,
+                         neuron_scores)
 from .unlearning import (METHODS, BalancedSubnetConfig, DurableAggConfig, DurableConfig, GreedyConfig,
                          SecondOrderUnlearningConfig, SubnetConfig, get_method, make_config, method_names, unlearn)
 
 __all__ = [
     "METHODS", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig", "MemmitPeftType",
     "NeuronMaskConfig", "SecondOrderUnlearningConfig", "SubnetConfig", "WeightMaskConfig", "get_method",
-    "make_config", "method_names", "unlearn",
+    "make_config", "method_names", "unlearn", "ActConfig", "HardConcreteConfig", "IntegratedGradientsConfig",
+    "SlimConfig", "ZeroConfig", "neuron_scores",
     "MEMORIZATION_METRIC_PATH", "Memorization", "MemorizationCallback", "greedy_match_generate", "match_tokens",
     "MathTokenizer", "MemorizationResult", "TinyMemDataConfig", "TrainConfig", "data_config_of", "gpt2_tokenizer",
     "greedy_match", "load_tinymem_dataset", "measure_memorization", "perplexity", "tinymem_config", "tinymem_model",

@@ -74,7 +74,8 @@ def mean_loss(model, x):
 
 
 def test_registry_names_configs_and_fit_functions():
-    assert method_names() == ["greedy", "sou", "durable", "durable_agg", "subnet", "balanced_subnet"]
+    assert method_names() == ["greedy", "sou", "durable", "durable_agg", "subnet", "balanced_subnet",
+                              "zero", "act", "slim", "hc", "ig"]
     for name in method_names():
         method = get_method(name)
         assert method.config_class.method == name and make_config(name).method == name

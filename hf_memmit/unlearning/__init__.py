@@ -1,7 +1,17 @@
-"""Unlearning as PEFT adapters: one entry point, `unlearn`, and one config class per method."""
+"""Unlearning as PEFT adapters: one entry point, `unlearn`, and one config class per method (six weight-level,
+five neuron-level); `neuron_scores` gives a neuron-level method's attributions alone."""
 
 from .api import unlearn
 from .data import Rows, as_rows, check_disjoint, row_losses
+from .neuron import (
+    ActConfig,
+    HardConcreteConfig,
+    IntegratedGradientsConfig,
+    NeuronMethodConfig,
+    SlimConfig,
+    ZeroConfig,
+    neuron_scores,
+)
 from .registry import METHODS, Method, get_method, make_config, method_names
 from .weight import (
     BalancedSubnetConfig,
@@ -13,7 +23,8 @@ from .weight import (
 )
 
 __all__ = [
-    "METHODS", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig", "Method", "Rows",
-    "SecondOrderUnlearningConfig", "SubnetConfig", "as_rows", "check_disjoint", "get_method", "make_config",
-    "method_names", "row_losses", "unlearn",
+    "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
+    "HardConcreteConfig", "IntegratedGradientsConfig", "Method", "NeuronMethodConfig", "Rows",
+    "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "ZeroConfig", "as_rows", "check_disjoint",
+    "get_method", "make_config", "method_names", "neuron_scores", "row_losses", "unlearn",
 ]

@@ -3,7 +3,8 @@
 A method's name is its config class's `method` default (also what adapter_config.json records), so the
 name is written once. A fit function has the signature
 `fit(peft_model, config, forget: Rows, retain: Rows | None, *, adapter_name, progress) -> None`
-and leaves a fixed mask in the adapter `adapter_name`.
+and leaves a fixed mask in the adapter `adapter_name`. Neuron-level methods also have a score function
+`score(model, config, forget: Rows, units, *, progress) -> Tensor [n_layer, d_ff]` (see `neuron_scores`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,23 @@ from dataclasses import dataclass
 
 from peft import PeftConfig
 
+from .neuron import (
+    ActConfig,
+    HardConcreteConfig,
+    IntegratedGradientsConfig,
+    SlimConfig,
+    ZeroConfig,
+    act_scores,
+    fit_act,
+    fit_hard_concrete,
+    fit_ig,
+    fit_slim,
+    fit_zero,
+    hard_concrete_scores,
+    ig_scores,
+    slim_scores,
+    zero_scores,
+)
 from .weight import (
     BalancedSubnetConfig,
     DurableAggConfig,
@@ -33,6 +51,7 @@ class Method:
     config_class: type
     fit: Callable
     needs_retain: bool = False
+    score: Callable | None = None  # neuron-level methods: the attribution step alone
 
     @property
     def name(self) -> str:
@@ -46,6 +65,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method(DurableAggConfig, fit_durable),
     Method(SubnetConfig, fit_subnet),
     Method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True),
+    Method(ZeroConfig, fit_zero, score=zero_scores),
+    Method(ActConfig, fit_act, score=act_scores),
+    Method(SlimConfig, fit_slim, score=slim_scores),
+    Method(HardConcreteConfig, fit_hard_concrete, score=hard_concrete_scores),
+    Method(IntegratedGradientsConfig, fit_ig, score=ig_scores),
 )}
 
 
@@ -54,7 +78,7 @@ def method_names() -> list[str]:
 
 
 def get_method(name_or_config) -> Method:
-    """The method of a name ('balanced_subnet') or of a config instance."""
+    """The method of a name ('balanced_subnet', 'hc') or of a config instance."""
     config = name_or_config if isinstance(name_or_config, PeftConfig) else None
     name = getattr(config, "method", None) if config is not None else name_or_config
     if name not in METHODS:
