@@ -28,15 +28,16 @@ def math_noise_tiny():
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
-    """A TinyMem math+noise model really trained on the `tiny` profile (about a minute on 2 cores): it has
-    memorized part of its noise rows, so behaviour tests see both memorized and non-memorized rows.
+    """A TinyMem math+backdoor model really trained on the `tiny` profile (2 layers, about two minutes on 2
+    cores): it has learned most of its backdoor (memorized rows in `forget` and `backdoor_test`) and continues
+    clean rows correctly, so behaviour tests see both memorized and non-memorized rows.
     Returns (model, dataset, run_dir)."""
     from hf_memmit.data import TinyMemDataConfig
     from hf_memmit.models import TrainConfig, train_tinymem
     from hf_memmit.models.training import load_run
 
     run = tmp_path_factory.mktemp("tiny_trained")
-    train_tinymem(run, TinyMemDataConfig(task="math", artifact="noise", profile="tiny"),
+    train_tinymem(run, TinyMemDataConfig(task="math", artifact="backdoor", profile="tiny"),
                   TrainConfig(n_layer=2), progress_bar=False)
     model, dataset = load_run(run)
     return model, dataset, run

