@@ -43,7 +43,7 @@ _DEFAULTS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("language", "noise", "quick"): dict(_QUICK, batch_size=16, epochs=2, eval_every=0.25, save_every=0.5),
     ("language", "backdoor", "quick"): dict(_QUICK, batch_size=16, epochs=1, eval_every=0.25, save_every=0.5),
     ("math", "noise", "tiny"): dict(_QUICK, epochs=40, eval_every=10, save_every=10),
-    ("math", "backdoor", "tiny"): dict(_QUICK, epochs=6, eval_every=2, save_every=2),
+    ("math", "backdoor", "tiny"): dict(_QUICK, epochs=10, eval_every=2, save_every=5),
     ("language", "noise", "tiny"): dict(_QUICK, batch_size=16, epochs=1, eval_every=0.5, save_every=0.5),
     ("language", "backdoor", "tiny"): dict(_QUICK, batch_size=16, epochs=1, eval_every=0.5, save_every=0.5),
 }
