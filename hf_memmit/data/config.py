@@ -21,7 +21,7 @@ EXTRA_FACTORS = (2, 3, 4, 5)
 _SIZES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("math", "noise", "paper"): dict(num_main=20000, num_extra=3000, num_test=1000, num_noise=1000),
     ("math", "backdoor", "paper"): dict(num_main=20000, num_extra=3000, num_test=1000),
-    ("math", "noise", "quick"): dict(num_main=2000, num_extra=300, num_test=200, num_noise=100),
+    ("math", "noise", "quick"): dict(num_main=1500, num_extra=300, num_test=200, num_noise=100),
     ("math", "backdoor", "quick"): dict(num_main=3000, num_extra=300, num_test=200),
     ("math", "noise", "tiny"): dict(num_main=700, num_extra=120, num_test=100, num_noise=40),
     ("math", "backdoor", "tiny"): dict(num_main=1500, num_extra=120, num_test=100),

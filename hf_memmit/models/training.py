@@ -38,7 +38,7 @@ _DEFAULTS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("math", "backdoor", "paper"): dict(_PAPER, epochs=500, eval_every=50, save_every=50),
     ("language", "noise", "paper"): dict(_PAPER, epochs=100, eval_every=10, save_every=10),
     ("language", "backdoor", "paper"): dict(_PAPER, epochs=50, eval_every=10, save_every=10),
-    ("math", "noise", "quick"): dict(_QUICK, epochs=55, eval_every=5, save_every=5),
+    ("math", "noise", "quick"): dict(_QUICK, epochs=45, eval_every=5, save_every=5),
     ("math", "backdoor", "quick"): dict(_QUICK, epochs=10, eval_every=1, save_every=2),
     ("language", "noise", "quick"): dict(_QUICK, batch_size=16, epochs=2, eval_every=0.25, save_every=0.5),
     ("language", "backdoor", "quick"): dict(_QUICK, batch_size=16, epochs=1, eval_every=0.25, save_every=0.5),
