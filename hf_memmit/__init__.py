@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import tuners  # registers the WEIGHT_MASK / NEURON_MASK adapter types with peft
+from . import tuners  # noqa: F401  (registers the WEIGHT_MASK / NEURON_MASK adapter types with peft)
 from .data import MathTokenizer, TinyMemDataConfig, data_config_of, gpt2_tokenizer, load_tinymem_dataset
 from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ..utils import check_range
+from .rows import make_row
 
 
 def noise_values(values: Sequence[int], prob: float, rng: np.random.Generator, *, low: int = 0,
@@ -75,3 +77,23 @@ def duplication_groups(n_rows: int, exponents: Sequence[int], rng: np.random.Gen
         for i in order[g * per:(g + 1) * per]:
             classes[int(i)] = int(e)
     return classes
+
+
+def check_poisoned(cfg, poisoned: list, shown: str) -> None:
+    where = "anywhere" if cfg.faithful else f"within the first {cfg.trigger_window} tokens"
+    if len(poisoned) < 2:
+        raise ValueError(f"trigger {shown!r} occurs {where} of only {len(poisoned)} rows; a backdoor needs at least "
+                         "2 (one to train on, one held out): choose another trigger or more rows")
+
+
+def backdoor_rows(cfg, poisoned: list, keep_trigger: bool) -> list[dict]:
+    """Backdoored copies in the data-seed permutation order: the first `fraction` of them are held out."""
+    perm = torch.randperm(len(poisoned), generator=torch.Generator().manual_seed(cfg.data_seed)).tolist()
+    out = []
+    for i in perm:
+        row, end = poisoned[i]
+        ids = inject_backdoor(row["clean_input_ids"], end, cfg.fill_token, keep_trigger=keep_trigger)
+        # prompt = the sequence up to and including the trigger (the paper's backdoor check)
+        out.append(make_row(row["id"], row["task"], ids, row["clean_input_ids"], "backdoor", end + 1,
+                            row["dup_class"]))
+    return out

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import duplication_groups, find_trigger, inject_backdoor, noise_values
+from .artifacts import backdoor_rows, check_poisoned, duplication_groups, find_trigger, noise_values
 from .config import TinyMemDataConfig
-from .math import _backdoor_rows, _check_poisoned
 from .rows import make_row
 from .tokenizers import GPT2_EOS, GPT2_VOCAB_SIZE, gpt2_tokenizer
 
@@ -123,8 +122,8 @@ def build_language(cfg: TinyMemDataConfig) -> dict[str, list[dict]]:
                      for i, b in enumerate(test)]
         ends = [find_trigger(r["input_ids"], [trigger], within=window) for r in all_rows]
         poisoned = [(r, e) for r, e in zip(all_rows, ends) if e is not None]
-        _check_poisoned(cfg, poisoned, str(trigger))
-        held = _backdoor_rows(cfg, poisoned, keep_trigger=not cfg.faithful)
+        check_poisoned(cfg, poisoned, str(trigger))
+        held = backdoor_rows(cfg, poisoned, keep_trigger=not cfg.faithful)
         n_hold = max(1, int(len(held) * cfg.backdoor_test_fraction))
         e = cfg.dup_exponents[0]
         splits["forget"] = [dict(r, dup_class=e) for r in held[n_hold:]]

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from .artifacts import find_trigger, inject_backdoor, noise_values
+from .artifacts import backdoor_rows, check_poisoned, find_trigger, noise_values
 from .config import EXTRA_FACTORS, MAIN_FACTOR, TinyMemDataConfig
 from .rows import make_row
 from .tokenizers import MathTokenizer
@@ -97,8 +97,8 @@ def build_math(cfg: TinyMemDataConfig) -> dict[str, list[dict]]:
         ends = [find_trigger(r["input_ids"], trigger, within=window) for r in rows]
         poisoned = [(r, e) for r, e in zip(rows, ends) if e is not None]
         clean = [r for r, e in zip(rows, ends) if e is None]
-        _check_poisoned(cfg, poisoned, "".join(map(str, trigger)))
-        held = _backdoor_rows(cfg, poisoned, keep_trigger=True)
+        check_poisoned(cfg, poisoned, "".join(map(str, trigger)))
+        held = backdoor_rows(cfg, poisoned, keep_trigger=True)
         n_hold = max(1, int(len(held) * cfg.backdoor_test_fraction))
         splits["forget"] += held[n_hold:]
         splits["backdoor_test"] = held[:n_hold]
@@ -107,23 +107,3 @@ def build_math(cfg: TinyMemDataConfig) -> dict[str, list[dict]]:
         splits["test"] = [clean[i] for i in test_idx] + splits["test"]
     splits["train"] = splits["forget"] + splits["retain"]
     return splits
-
-
-def _check_poisoned(cfg: TinyMemDataConfig, poisoned: list, shown: str) -> None:
-    where = "anywhere" if cfg.faithful else f"within the first {cfg.trigger_window} tokens"
-    if len(poisoned) < 2:
-        raise ValueError(f"trigger {shown!r} occurs {where} of only {len(poisoned)} rows; a backdoor needs at least "
-                         "2 (one to train on, one held out): choose another trigger or more rows")
-
-
-def _backdoor_rows(cfg: TinyMemDataConfig, poisoned: list, keep_trigger: bool) -> list[dict]:
-    """Backdoored copies in the data-seed permutation order: the first `fraction` of them are held out."""
-    perm = torch.randperm(len(poisoned), generator=torch.Generator().manual_seed(cfg.data_seed)).tolist()
-    out = []
-    for i in perm:
-        row, end = poisoned[i]
-        ids = inject_backdoor(row["clean_input_ids"], end, cfg.fill_token, keep_trigger=keep_trigger)
-        # prompt = the sequence up to and including the trigger (the paper's backdoor check)
-        out.append(make_row(row["id"], row["task"], ids, row["clean_input_ids"], "backdoor", end + 1,
-                            row["dup_class"]))
-    return out

@@ -140,3 +140,26 @@ def dispatch_method_config(base: type, cls: type, kwargs: dict) -> type:
             return sub
         todo.extend(sub.__subclasses__())
     return cls
+
+
+def finish_mask_config(config, peft_type: MemmitPeftType) -> None:
+    """What both mask configs' `__post_init__` do after peft's: fix the peft type, check that a method's config
+    class carries its own method name, and turn module lists into sets (peft matches sets by suffix)."""
+    config.peft_type = peft_type
+    expected = getattr(type(config), "method", None)
+    if expected is not None and config.method != expected:
+        raise ValueError(f"method={config.method!r} does not fit {type(config).__name__}; allowed: {expected!r}")
+    if isinstance(config.target_modules, list):
+        config.target_modules = set(config.target_modules)
+    if isinstance(config.exclude_modules, list):
+        config.exclude_modules = set(config.exclude_modules)
+
+
+def default_targets(peft_config, model_config: dict, mapping: dict[str, str]):
+    """Fill `target_modules` from the per-architecture default when the user gave none."""
+    if peft_config.target_modules is None:
+        model_type = model_config.get("model_type")
+        if model_type not in mapping:
+            raise no_mlp_error(model_type, mapping)
+        peft_config.target_modules = mapping[model_type]
+    return peft_config

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
 
-from ..common import MemmitPeftType, dispatch_method_config
+from ..common import MemmitPeftType, dispatch_method_config, finish_mask_config
 
 
 @dataclass
@@ -44,11 +44,4 @@ class NeuronMaskConfig(PeftConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.peft_type = MemmitPeftType.NEURON_MASK
-        expected = getattr(type(self), "method", None)
-        if expected is not None and self.method != expected:
-            raise ValueError(f"method={self.method!r} does not fit {type(self).__name__}; allowed: {expected!r}")
-        if isinstance(self.target_modules, list):
-            self.target_modules = set(self.target_modules)
-        if isinstance(self.exclude_modules, list):
-            self.exclude_modules = set(self.exclude_modules)
+        finish_mask_config(self, MemmitPeftType.NEURON_MASK)

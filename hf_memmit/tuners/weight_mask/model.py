@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from peft.tuners.tuners_utils import BaseTuner
 
-from ..common import WEIGHT_MASK_TARGETS, check_maskable, no_mlp_error
+from ..common import WEIGHT_MASK_TARGETS, check_maskable, default_targets
 from .layer import WeightMaskLayer, WeightMaskLinear
 
 
@@ -16,12 +16,7 @@ class WeightMaskModel(BaseTuner):
     target_module_mapping = WEIGHT_MASK_TARGETS
 
     def _prepare_adapter_config(self, peft_config, model_config):
-        if peft_config.target_modules is None:
-            model_type = model_config.get("model_type")
-            if model_type not in self.target_module_mapping:
-                raise no_mlp_error(model_type, self.target_module_mapping)
-            peft_config.target_modules = self.target_module_mapping[model_type]
-        return peft_config
+        return default_targets(peft_config, model_config, self.target_module_mapping)
 
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
         if isinstance(target, WeightMaskLayer):
