@@ -14,7 +14,7 @@ from .data.config import ARTIFACTS, PROFILES, TASKS
 
 console = Console()
 # BalancedSubnet settings of the demo (see the closing notes of the unlearning issue for how they were chosen)
-DEMO_UNLEARNING = {"ratio": 0.05, "epochs": 1}
+DEMO_UNLEARNING = {"ratio": 0.1, "epochs": 3}
 
 
 def _fmt(v) -> str:
