@@ -42,6 +42,7 @@ def main(argv=None):
     p.add_argument("--methods", default=",".join(method_names()))
     p.add_argument("--retain-size", type=int, default=1000)
     p.add_argument("--set", action="append", default=[], help="method.key=value")
+    p.add_argument("--tag", default="", help="suffix of the result files, to keep several settings apart")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     settings = {k: dict(v) for k, v in SETTINGS.items()}
@@ -68,7 +69,7 @@ def main(argv=None):
     name = Path(args.model).name
     cols = list(dict.fromkeys(k for r in rows for k in r))
     md = f"## Unlearning on `{name}`\n\n{md_table(rows, cols)}\n"
-    write_results(f"unlearning_{name}", {"model": args.model, "rows": rows, "records": records,
+    write_results(f"unlearning_{name}{'_' + args.tag if args.tag else ''}", {"model": args.model, "rows": rows, "records": records,
                                          "environment": environment()}, md, args.out)
 
 
