@@ -101,7 +101,7 @@ def main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = TinyMemDataConfig(task="math", artifact="noise", profile=args.profile)
     dataset = build_tinymem(data)
-    train = TrainConfig(n_layer=args.layers, batch_size=args.batch_size, bf16=args.bf16,
+    train = TrainConfig(n_layer=args.layers, batch_size=args.batch_size, epochs=1, bf16=args.bf16,
                         torch_compile=args.torch_compile).resolve(data)
     ids = torch.tensor(dataset["train"]["input_ids"], dtype=torch.long)
     need = (args.steps + 1) * args.batch_size
