@@ -90,20 +90,17 @@ def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, fa
 
 
 def measure_model(model, dataset, task: str, artifact: str, batch_size: int = 64) -> dict:
-    """Memorization of the artifact rows plus accuracy (math) or perplexity (language) of the clean test rows."""
-    from .metrics import measure_memorization, perplexity, token_accuracy
+    """`evaluate_tinymem`'s numbers, arranged for a table: counts as "memorized/qualifying", per-class rows
+    only when there are several classes."""
+    from .models.training import evaluate_tinymem
 
-    rows = dataset["backdoor_test" if artifact == "backdoor" else "forget"]
-    mem = measure_memorization(model, rows, batch_size=batch_size, progress=True)
-    out = {"memorized": mem.fraction, "memorized_rows": f"{mem.memorized}/{mem.total}",
-           "continues_cleanly": mem.clean_fraction}
-    out.update({f"memorized_dup{c}": v["fraction"] for c, v in mem.per_class.items() if len(mem.per_class) > 1})
-    if task == "math":
-        acc = token_accuracy(model, dataset["test"], pad_token_id=13, batch_size=batch_size)
-        out.update(accuracy=acc["average"]["accuracy"], accuracy_no_pad=acc["average"]["accuracy_no_pad"])
-    else:
-        ppl = perplexity(model, dataset["test"], batch_size=batch_size)
-        out.update(perplexity=ppl["corpus"], perplexity_mean_batch_exp=ppl["mean_batch_exp"])
+    m = evaluate_tinymem(model, dataset, task, artifact, batch_size, progress=True)
+    out = {"memorized": m["memorized"], "memorized_rows": f"{m['memorized_count']}/{m['qualifying']}",
+           "continues_cleanly": m["clean_continuation"]}
+    dup = {k: v for k, v in m.items() if k.startswith("memorized_dup")}
+    out.update(dup if len(dup) > 1 else {})
+    keys = ("accuracy", "accuracy_no_pad") if task == "math" else ("perplexity", "perplexity_mean_batch_exp")
+    out.update({k: m[k] for k in keys})
     return out
 
 

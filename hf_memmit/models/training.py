@@ -108,6 +108,27 @@ def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+def evaluate_tinymem(model, dataset, task: str, artifact: str, batch_size: int = 128, progress: bool = False) -> dict:
+    """Memorization of the artifact rows (the held-out backdoored rows for backdoors) plus accuracy (math) or
+    perplexity (language) on the clean test rows: the numbers a TinyMem run reports during and after training."""
+    from ..metrics import measure_memorization, perplexity, token_accuracy
+
+    rows = dataset["backdoor_test" if artifact == "backdoor" else "forget"]
+    mem = measure_memorization(model, rows, batch_size=batch_size, progress=progress)
+    out = {"memorized": mem.fraction, "memorized_count": mem.memorized, "qualifying": mem.total,
+           "clean_continuation": mem.clean_fraction}
+    for cls, c in mem.per_class.items():
+        out[f"memorized_dup{cls}"] = c["fraction"]
+    if task == "math":
+        acc = token_accuracy(model, dataset["test"], pad_token_id=13, batch_size=batch_size)
+        out.update(accuracy=acc["average"]["accuracy"], accuracy_no_pad=acc["average"]["accuracy_no_pad"],
+                   accuracy_main=acc[next(t for t in acc if t.endswith("_7"))]["accuracy"])
+    else:
+        ppl = perplexity(model, dataset["test"], batch_size=batch_size)
+        out.update(perplexity=ppl["corpus"], perplexity_mean_batch_exp=ppl["mean_batch_exp"])
+    return out
+
+
 class TinyMemMetricsCallback(TrainerCallback):
     """Logs memorization of the artifact rows and accuracy/perplexity on the clean test rows every
     `every_steps` optimizer steps and at the end, into `state.log_history` (so the curve survives resume)."""
@@ -117,22 +138,7 @@ class TinyMemMetricsCallback(TrainerCallback):
         self.every_steps, self.batch_size, self.progress = max(1, every_steps), batch_size, progress
 
     def evaluate(self, model) -> dict[str, float]:
-        from ..metrics import measure_memorization, perplexity, token_accuracy
-
-        rows = self.dataset["backdoor_test" if self.artifact == "backdoor" else "forget"]
-        mem = measure_memorization(model, rows, batch_size=self.batch_size)
-        out = {"memorized": mem.fraction, "memorized_count": mem.memorized, "qualifying": mem.total,
-               "clean_continuation": mem.clean_fraction}
-        for cls, c in mem.per_class.items():
-            out[f"memorized_dup{cls}"] = c["fraction"]
-        if self.task == "math":
-            acc = token_accuracy(model, self.dataset["test"], pad_token_id=13, batch_size=self.batch_size)
-            out.update(accuracy=acc["average"]["accuracy"], accuracy_no_pad=acc["average"]["accuracy_no_pad"],
-                       accuracy_main=acc[next(t for t in acc if t.endswith("_7"))]["accuracy"])
-        else:
-            ppl = perplexity(model, self.dataset["test"], batch_size=self.batch_size)
-            out.update(perplexity=ppl["corpus"], perplexity_mean_batch_exp=ppl["mean_batch_exp"])
-        return out
+        return evaluate_tinymem(model, self.dataset, self.task, self.artifact, self.batch_size)
 
     def _log(self, state, model):
         if any(e.get("step") == state.global_step and "memorized" in e for e in state.log_history):
