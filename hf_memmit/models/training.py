@@ -167,8 +167,11 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
 
 def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, dataset, *, seed: int,
                  progress_bar: bool = True, on_metrics=None, callbacks=(), save: bool = True,
-                 evaluate: bool = True) -> tuple[Trainer, TinyMemMetricsCallback | None]:
-    """The Trainer of a TinyMem run (also used by the throughput benchmark, so both time the same path)."""
+                 evaluate: bool = True, trainer_cls: type[Trainer] = Trainer,
+                 trainer_kwargs: dict | None = None) -> tuple[Trainer, TinyMemMetricsCallback | None]:
+    """The Trainer of a TinyMem run (also used by the throughput benchmark, so both time the same path).
+
+    `trainer_cls` / `trainer_kwargs` swap in a Trainer subclass (a regularizer, MemSinks) with its own arguments."""
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(tinymem_config(data.task, train.n_layer, allow_custom_layers=train.allow_custom_layers,
                                            max_ctx=data.max_ctx))
@@ -188,14 +191,16 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
                                             max(1, round(train.eval_every * steps_per_epoch)), train.eval_batch_size,
                                             on_metrics)
         callbacks = [metrics_cb, *callbacks]
-    trainer = Trainer(model=model, args=args, train_dataset=dataset["train"], data_collator=causal_lm_collator,
-                      processing_class=tokenizer_for(data.task), callbacks=list(callbacks))
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset["train"], data_collator=causal_lm_collator,
+                          processing_class=tokenizer_for(data.task), callbacks=list(callbacks),
+                          **(trainer_kwargs or {}))
     return trainer, metrics_cb
 
 
 def train_tinymem(run_dir: str | os.PathLike, data: TinyMemDataConfig, train: TrainConfig | None = None, *,
                   seed: int | None = None, overwrite: bool = False, resume: bool = True,
-                  progress_bar: bool = True, on_metrics=None, callbacks=()) -> dict:
+                  progress_bar: bool = True, on_metrics=None, callbacks=(), trainer_cls: type[Trainer] = Trainer,
+                  trainer_kwargs: dict | None = None, extra_summary: dict | None = None) -> dict:
     """Train (or resume) a TinyMem model in `run_dir`; returns the final summary written to `tinymem.json`."""
     run_dir = Path(run_dir)
     train = (train or TrainConfig()).resolve(data)
@@ -212,7 +217,8 @@ def train_tinymem(run_dir: str | os.PathLike, data: TinyMemDataConfig, train: Tr
 
     dataset = build_tinymem(data)
     trainer, metrics_cb = make_trainer(ckpt_dir, data, train, dataset, seed=seed, progress_bar=progress_bar,
-                                       on_metrics=on_metrics, callbacks=callbacks)
+                                       on_metrics=on_metrics, callbacks=callbacks, trainer_cls=trainer_cls,
+                                       trainer_kwargs=trainer_kwargs)
     tokenizer = trainer.processing_class
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -225,7 +231,7 @@ def train_tinymem(run_dir: str | os.PathLike, data: TinyMemDataConfig, train: Tr
         "finished": True, "data_config": data.to_dict(), "train_config": dataclasses.asdict(train), "seed": seed,
         "n_layer": train.n_layer, "final_metrics": final, "curve": curve,
         "train_seconds_this_session": seconds, "resumed_from": resume_from, "global_step": trainer.state.global_step,
-        "train_loss": result.training_loss, "versions": library_versions(),
+        "train_loss": result.training_loss, "versions": library_versions(), **(extra_summary or {}),
     }
     atomic_write_json(run_dir / RUN_FILE, summary)  # written last: its presence marks the run finished
     return summary
