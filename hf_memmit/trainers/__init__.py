@@ -1,0 +1,1 @@
+"""Train-time mitigation as `transformers.Trainer` subclasses: regularizers, fine-tuning recipes, MemSinks."""
