@@ -285,12 +285,16 @@ def test_etd_trainer_same_id_same_mask_across_epochs(tmp_path):
     assert metrics["eval_loss"] > 0
 
 
-def test_etd_key_collator_filters_columns_like_trainer():
+def test_etd_collator_keeps_ids_and_filters_other_columns_like_trainer(tmp_path):
     seen = []
-    collator = ExampleKeyCollator(lambda feats: seen.extend(feats) or {"x": 1}, "id", keep=["input_ids"])
-    batch = collator([{"input_ids": [1], "id": "a", "task": "math"}, {"input_ids": [2], "id": "b", "task": "x"}])
-    assert seen == [{"input_ids": [1]}, {"input_ids": [2]}]
+    trainer = ExampleTiedDropoutTrainer(model=tiny_gpt2(), args=_args(tmp_path), train_dataset=_etd_rows(),
+                                        data_collator=lambda feats: seen.extend(feats) or {"x": 1})
+    batch = trainer.data_collator([{"input_ids": [1], "id": "a", "task": "math"},
+                                   {"input_ids": [2], "id": "b", "task": "x"}])
+    assert seen == [{"input_ids": [1]}, {"input_ids": [2]}]  # "task" filtered, as remove_unused_columns would
     assert batch["tied_keys"].tolist() == [key_of("a"), key_of("b")]
+    plain = ExampleKeyCollator(lambda feats: {"n": len(feats)})
+    assert "tied_keys" not in plain([{"input_ids": [1]}])  # no ids: no keys (training then raises)
 
 
 def test_etd_gradient_accumulation_equals_larger_batch(tmp_path):

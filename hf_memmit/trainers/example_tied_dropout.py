@@ -10,12 +10,10 @@ rescale by default). Built on the tied-dropout core that MemSinks shares (`tied_
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass
 
 import torch
 from transformers.data.data_collator import default_data_collator
-from transformers.trainer_utils import RemoveColumnsCollator
 
 from ..utils import check_choice, check_range
 from .tied_dropout import LAYOUTS, MODES, RESCALES, TiedDropoutConfig, TiedDropoutTrainer, key_of
@@ -67,12 +65,10 @@ def example_keys(values) -> torch.Tensor:
 class ExampleKeyCollator:
     """Takes the id column out of each row, collates the rest with `collator`, and adds the rows' keys as
     `tied_keys`. Rows without the column pass through without keys (evaluation needs none); the trainer
-    raises if a training batch has none. `keep`: the columns `collator` may see (Trainer's
-    `remove_unused_columns` filtering, redone here because Trainer would drop the id column before us)."""
+    raises if a training batch has none."""
 
-    def __init__(self, collator, key_column: str = "id", keep: list[str] | None = None):
-        self.key_column = key_column
-        self.collator = collator if keep is None else RemoveColumnsCollator(collator, signature_columns=keep)
+    def __init__(self, collator, key_column: str = "id"):
+        self.collator, self.key_column = collator, key_column
 
     def __call__(self, features: list[dict]) -> dict:
         have = [self.key_column in f for f in features]
@@ -82,11 +78,6 @@ class ExampleKeyCollator:
         if ids is not None:
             batch[TiedDropoutTrainer.keys_input] = example_keys(ids)
         return batch
-
-
-def _forward_columns(model, label_names: list[str]) -> list[str]:
-    """The columns Trainer keeps with `remove_unused_columns=True`: the forward's parameters and labels."""
-    return list(inspect.signature(model.forward).parameters) + ["label", "label_ids", *label_names]
 
 
 class ExampleTiedDropoutTrainer(TiedDropoutTrainer):
@@ -102,14 +93,9 @@ class ExampleTiedDropoutTrainer(TiedDropoutTrainer):
     def __init__(self, *args, etd_config: ExampleTiedDropoutConfig | None = None, **kwargs):
         self.etd_config = etd_config or ExampleTiedDropoutConfig()
         super().__init__(*args, tied_config=self.etd_config.to_tied(), **kwargs)
-        keep = None
-        if self.args.remove_unused_columns:
-            # Trainer would remove the id column before any collator sees it (hf_apis.md §2.3): let every
-            # column through and filter the others in the collator, as Trainer would have.
-            self.args.remove_unused_columns = False
-            keep = _forward_columns(self.model, self.label_names)
-        self.data_collator = ExampleKeyCollator(self.data_collator or default_data_collator,
-                                                self.etd_config.key_column, keep)
+        column = self.etd_config.key_column
+        self.data_collator = self.keep_columns(
+            ExampleKeyCollator(self.data_collator or default_data_collator, column), [column])
 
     def missing_keys_message(self, inputs: dict) -> str:
         return (f"ExampleTiedDropoutTrainer: the training batch has no example ids: column "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer
+from transformers.trainer_utils import RemoveColumnsCollator
 
 from ..utils import check_choice, check_range
 
@@ -333,6 +335,16 @@ class TiedDropoutTrainer(Trainer):
         if self.model is None:
             raise ValueError(f"{type(self).__name__} needs `model=` (model_init is not supported)")
         self.tied_dropout = attach_tied_dropout(self.model, tied_config)
+
+    def keep_columns(self, collator, columns: list[str]):
+        """`collator`, receiving `columns` (ids) as well. Trainer's `remove_unused_columns` would drop them
+        before any collator sees them (hf_apis.md §2.3), so turn it off and filter the other columns here, as
+        Trainer would have."""
+        if not self.args.remove_unused_columns:
+            return collator
+        self.args.remove_unused_columns = False
+        forward = list(inspect.signature(self.model.forward).parameters)
+        return RemoveColumnsCollator(collator, [*forward, "label", "label_ids", *self.label_names, *columns])
 
     def missing_keys_message(self, inputs: dict) -> str:
         return (f"{type(self).__name__}: the training batch has no {self.keys_input!r} (columns: "
