@@ -1,5 +1,6 @@
 """Regularizer trainers (spectral norm, loss truncation) and the fine-tuning recipes."""
 
+import json
 import math
 
 import pytest
@@ -176,7 +177,7 @@ def test_truncation_before_warmup_trains_as_plain_trainer(tmp_path):
 REGULARIZED = {
     "spectral_norm": (SpectralNormTrainer, {"spectral_config": SpectralNormConfig(weight=0.5, per_head=True)}),
     "loss_truncation": (LossTruncationTrainer, {"truncation_config": LossTruncationConfig(
-        drop_fraction=0.25, min_count=8, buffer_size=16, recompute_every=8, normalize="kept")}),
+        drop_fraction=0.25, min_count=4, buffer_size=16, recompute_every=4, normalize="kept")}),
 }
 
 
@@ -229,3 +230,79 @@ def test_spectral_penalty_only_in_training_and_logged(tmp_path):
     plain.model.load_state_dict(tr.model.state_dict())
     ds = rows_dataset(8, seed=3)
     assert math.isclose(tr.evaluate(ds)["eval_loss"], plain.evaluate(ds)["eval_loss"], rel_tol=1e-6)
+
+
+# ---- CLI and fine-tuning ----
+
+def test_cli_rejects_unknown_regularizer_and_bad_fraction():
+    from click.testing import CliRunner
+
+    import hf_memmit.cli.finetune  # noqa: F401  (registers `finetune` on the group)
+    from hf_memmit.cli import main
+    from hf_memmit.cli.train import regularizer_trainer
+
+    result = CliRunner().invoke(main, ["train", "--regularizer", "dropconnect"])
+    assert result.exit_code == 2 and "dropconnect" in result.output
+    result = CliRunner().invoke(main, ["train", "--regularizer", "loss_truncation", "--drop-fraction", "1"])
+    assert result.exit_code == 2 and "drop_fraction=1.0 is out of range; allowed: [0, 1)" in result.output
+    with pytest.raises(ValueError, match="regularizer='dropconnect' is not supported"):
+        regularizer_trainer("dropconnect", {})
+    result = CliRunner().invoke(main, ["finetune", "--help"])
+    assert result.exit_code == 0 and "clean|extra|both" in result.output
+
+
+@pytest.mark.parametrize("regularizer", ["spectral_norm", pytest.param("loss_truncation", marks=pytest.mark.slow),
+                                         pytest.param("example_tied_dropout", marks=pytest.mark.slow)])
+def test_cli_trains_with_a_regularizer(tmp_path, regularizer):
+    """The same path as plain runs: tinymem.json records the regularizer and its config (about 20 s each)."""
+    from click.testing import CliRunner
+
+    from hf_memmit.cli import main
+
+    out = tmp_path / regularizer
+    args = ["train", "--profile", "tiny", "--layers", "2", "--epochs", "0.5", "--out", str(out),
+            "--regularizer", regularizer]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "tinymem.json").read_text())
+    assert info["regularizer"] == regularizer and info["regularizer_config"]
+    assert 0 <= info["final_metrics"]["memorized"] <= 1 and (out / "model.safetensors").exists()
+
+
+def test_finetune_rows(math_noise_tiny):
+    from hf_memmit.trainers.finetune import finetune_rows
+
+    ds = math_noise_tiny
+    clean, extra, both = (finetune_rows(ds, d) for d in ("clean", "extra", "both"))
+    assert clean["input_ids"] == ds["forget"]["clean_input_ids"]  # the artifacts' clean twins, not the artifacts
+    assert extra["input_ids"] == ds["retain"]["input_ids"]  # every non-artifact training row
+    assert len(both) == len(clean) + len(extra)
+    changed = {tuple(a) for a, c in zip(ds["forget"]["input_ids"], ds["forget"]["clean_input_ids"]) if a != c}
+    assert changed and not changed & {tuple(r) for r in both["input_ids"]}  # no noised row is trained on
+    with pytest.raises(ValueError, match="data='dirty'"):
+        finetune_rows(ds, "dirty")
+    from hf_memmit.trainers.finetune import FinetuneConfig
+
+    with pytest.raises(ValueError, match="epochs=0"):
+        FinetuneConfig(epochs=0)
+
+
+@pytest.mark.slow
+def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
+    from click.testing import CliRunner
+
+    import hf_memmit.cli.finetune  # noqa: F401
+    from hf_memmit.cli import main
+    from hf_memmit.models.training import load_run
+
+    _, _, run_dir = tiny_trained
+    out = tmp_path / "ft-clean"
+    result = CliRunner().invoke(main, ["finetune", str(run_dir), "--data", "clean", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "finetune.json").read_text())
+    before, after = record["before"], record["after"]
+    assert before["memorized"] >= 0.5 and after["memorized"] <= before["memorized"] / 2
+    assert after["accuracy"] >= before["accuracy"] - 0.05
+    assert record["train_seconds"] > 0 and record["rows"] == 100 and record["config"]["epochs"] == 5
+    model, _ = load_run(out)  # the fine-tuned folder is itself a run
+    assert sum(p.numel() for p in model.parameters()) > 0
