@@ -178,7 +178,8 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self._seen and "loss" in logs:
             logs["kept_fraction"] = self._kept / self._seen
-            logs["loss_cutoff"] = self.quantile.cutoff if self.quantile.truncating else None
+            if self.quantile.truncating:
+                logs["loss_cutoff"] = self.quantile.cutoff
             self._seen, self._kept = 0, 0
         super().log(logs, start_time)
 

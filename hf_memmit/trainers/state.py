@@ -4,6 +4,8 @@ Trainer's own `ExportableState` puts callback state into `trainer_state.json` bu
 `restore_callback_states_from_checkpoint=True`, and then replaces the callback object. Tensors (power-iteration
 vectors, a loss buffer) belong in a tensor file next to the weights instead, written by the documented `_save`
 hook (before `trainer_state.json`, which marks a checkpoint complete) and read back in `_load_from_checkpoint`.
+`save_model` goes through `_save` too, so a final model folder carries the file as well: the state to continue
+training from; `from_pretrained` ignores it.
 """
 
 from __future__ import annotations
