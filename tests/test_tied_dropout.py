@@ -127,6 +127,24 @@ def test_drop_mode_equals_general_only_model(arch, rescale):
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("mode", ["drop", "all"])
+def test_merge_bakes_a_mode_into_a_plain_model(arch, mode, tmp_path):
+    model = MODELS[arch]()
+    td = attach_tied_dropout(model, TiedDropoutConfig(p_gen=0.6, p_mem=0.3, rescale="code"))
+    x = token_rows(2, 10)
+    with torch.no_grad(), td.mode(mode, exclude=[5] if mode == "all" else ()):
+        want = model(x).logits
+    td.merge(mode, exclude=[5] if mode == "all" else ())
+    model.save_pretrained(tmp_path)
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert not hasattr(plain.config, "tied_dropout")
+    with torch.no_grad():
+        assert torch.allclose(plain(x).logits, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_all_ones_mask_is_bit_identical_to_unhooked(arch):
     model = MODELS[arch]()
     plain = copy.deepcopy(model)

@@ -171,6 +171,7 @@ class TiedDropout:
 
     def __init__(self, model: nn.Module, config: TiedDropoutConfig):
         self.config = config
+        self.model_config = getattr(model, "config", None)
         self.targets = down_projections(model, config.target_modules)
         widths = {_in_features(m) for _, m in self.targets}
         if len(widths) != 1:
@@ -221,6 +222,24 @@ class TiedDropout:
             h.remove()
         self.handles = []
 
+    @torch.no_grad()
+    def merge(self, mode: str = "drop", *, rescale: str | None = None, exclude=()) -> None:
+        """Bake a key-free mode (`drop` or `all`) into the down-projection weights and remove the hooks: the
+        model becomes a plain one (loadable without hf_memmit) that computes exactly that mode."""
+        if mode not in ("drop", "all"):
+            raise ValueError(f"mode={mode!r} cannot be merged; allowed: 'drop', 'all' (they need no keys)")
+        for layer, (_, module) in enumerate(self.targets):
+            w = module.weight
+            with self.mode(mode, rescale=rescale, exclude=exclude):
+                scale = self._scale(layer, w, training=False)
+            if isinstance(module, nn.Linear):  # weight (out, in): scale the input columns
+                w.mul_(scale[None, :])
+            else:  # Conv1D weight (in, out): scale the input rows
+                w.mul_(scale[:, None])
+        self.remove()
+        if hasattr(self.model_config, CONFIG_ATTR):  # a merged model must not be hooked again on load
+            delattr(self.model_config, CONFIG_ATTR)
+
     # -- masks --
     def unit_mask(self, keys, layer: int = 0) -> torch.Tensor:
         """Bool (n_keys, n_units): general units plus each key's own pool units (the training mask)."""
@@ -266,7 +285,7 @@ class TiedDropout:
             mode, rescale, exclude = "train", None, ()
         else:
             mode, rescale, exclude = self._mode or (self.config.eval_mode, self.config.rescale, ())
-        slot = (mode, layer if self.config.per_layer else 0, x.device, x.dtype, x.shape[1])
+        slot = (mode, layer if self.config.per_layer else 0, x.device, x.dtype, x.shape[1] if x.dim() > 2 else 0)
         if slot in self._cache:
             return self._cache[slot]
         if mode in ("train", "seq"):
