@@ -31,9 +31,11 @@ def check_repo_id(repo_id: str) -> str:
 def check_namespace(org: str) -> str:
     """A user or organization name to push a suite under."""
     try:
-        check_repo_id(f"{org}/x" if isinstance(org, str) and "/" not in org else org)
+        ok = isinstance(org, str) and "/" not in org and check_repo_id(f"{org}/x")
     except ValueError:
-        raise ValueError(f"org={org!r} is not a Hub user or organization name ({_RULE}, no '/')") from None
+        ok = False
+    if not ok:
+        raise ValueError(f"org={org!r} is not a Hub user or organization name ({_RULE}, no '/')")
     return org
 
 

@@ -77,7 +77,8 @@ def cell_status(cell: SuiteCell, repo_id: str, run_dir: Path, api: HfApi | None 
 def run_suite(org: str, cells: list[SuiteCell], work_dir, *, private: bool = False, push_data: bool = True,
               dry_run: bool = False, on_event=None, api: HfApi | None = None) -> list[dict]:
     """Train and push every cell not yet on the Hub under `org`; returns one record per cell
-    (`status` before the run, `action` taken). `on_event(record)` is called as each cell finishes."""
+    (`status` before the run, `action` taken, or to take with `dry_run`). `on_event(record)` is called as
+    each cell finishes."""
     check_namespace(org)
     work_dir = Path(work_dir)
     dataset_repo = f"{org}/{DATASET_REPO_NAME}"
@@ -86,9 +87,9 @@ def run_suite(org: str, cells: list[SuiteCell], work_dir, *, private: bool = Fal
     for cell in cells:
         repo_id, run_dir = f"{org}/{cell.name}", work_dir / cell.name
         status = cell_status(cell, repo_id, run_dir, api)
-        record = {"cell": cell.name, "repo_id": repo_id, "status": status, "action": "skip"}
-        if status != "pushed" and not dry_run:
-            record["action"] = "push" if status == "trained" else "train+push"
+        action = {"pushed": "skip", "trained": "push", "todo": "train+push"}[status]
+        record = {"cell": cell.name, "repo_id": repo_id, "status": status, "action": action}
+        if action != "skip" and not dry_run:
             data = cell.data_config()
             if status == "todo":
                 train_tinymem(run_dir, data, TrainConfig(n_layer=cell.layers), progress_bar=False)
