@@ -297,7 +297,9 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
 
     _, _, run_dir = tiny_trained
     out = tmp_path / "ft-clean"
-    result = CliRunner().invoke(main, ["finetune", str(run_dir), "--data", "clean", "--out", str(out)])
+    # a quarter of the run's peak LR: a fresh AdamW at the peak LR on 100 rows also removes the backdoor but costs
+    # about 10 points of accuracy (measured on the tiny and the quick model)
+    result = CliRunner().invoke(main, ["finetune", str(run_dir), "--data", "clean", "--lr", "5e-4", "--out", str(out)])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "finetune.json").read_text())
     before, after = record["before"], record["after"]
