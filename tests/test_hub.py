@@ -279,6 +279,20 @@ def test_push_download_measure_gives_the_same_numbers(hub, pushed):
     assert tokenizer.decode(dataset["test"][0]["input_ids"][:5]) != ""
 
 
+def test_load_from_local_folders_and_fingerprint_check(pushed, tiny_trained, tmp_path):
+    before, _ = pushed
+    local = load_tinymem(str(tiny_trained[2]))  # a run directory is a TinyMem folder too
+    assert measure_memorization(local.model, local.artifacts).flags == before.flags
+    folder = tmp_path / "copy"
+    shutil.copytree(load_tinymem(MODEL_REPO).path, folder)  # follows the cache's links: real files
+    info = json.loads((folder / "tinymem.json").read_text())
+    info["hub"]["artifact_fingerprint"] = "0" * 64  # as if the generator had changed since the push
+    (folder / "tinymem.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="differ from the ones it was measured on"):
+        load_tinymem(str(folder))
+    assert load_tinymem(str(folder), verify=False).artifacts["id"] == tiny_trained[1]["backdoor_test"]["id"]
+
+
 def test_plain_transformers_loads_the_pushed_repo_without_hf_memmit(pushed):
     code = ("import sys\nfrom transformers import AutoModelForCausalLM\n"
             f"m = AutoModelForCausalLM.from_pretrained({MODEL_REPO!r})\n"
