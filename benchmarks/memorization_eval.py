@@ -86,7 +86,9 @@ def main(argv=None):
     p.add_argument("--model", type=Path, default=None, help="a finished TinyMem run dir (default: train one)")
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=128, help="rows per teacher-forced pass")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows per teacher-forced pass (default 32 on CPU, where the activations of a 32-row batch "
+                        "stay in cache and run faster per row than 128 or 256; 256 on CUDA)")
     p.add_argument("--baseline-batch-size", type=int, default=32, help="the reference's generate batch")
     p.add_argument("--repeats", type=int, default=5, help="teacher-forced timing repeats (median)")
     p.add_argument("--n-layer", type=int, default=4, help="layers of the model trained when no --model is given")
@@ -99,7 +101,7 @@ def main(argv=None):
     prompts, targets = [pr for pr, *_ in pairs], [t for _, t, *_ in pairs]
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else model.config.eos_token_id
     eos = model.config.eos_token_id
-    bs, bbs = args.batch_size, args.baseline_batch_size
+    bs, bbs = args.batch_size or (256 if device.type == "cuda" else 32), args.baseline_batch_size
 
     # warm-up (allocator, kernels) on one small batch each, untimed
     greedy_match(model, prompts[:4], targets[:4], batch_size=bs)
