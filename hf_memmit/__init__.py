@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from . import tuners  # noqa: F401  (registers the WEIGHT_MASK / NEURON_MASK adapter types with peft)
 from .data import MathTokenizer, TinyMemDataConfig, data_config_of, gpt2_tokenizer, load_tinymem_dataset
+from .hub import load_adapter, load_tinymem, load_tinymem_data, push_adapter, push_checkpoint, push_dataset, suite_model_name
 from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
 from .models import TrainConfig, tinymem_config, tinymem_model, train_tinymem
@@ -22,4 +23,6 @@ __all__ = [
     "MathTokenizer", "MemorizationResult", "TinyMemDataConfig", "TrainConfig", "data_config_of", "gpt2_tokenizer",
     "greedy_match", "load_tinymem_dataset", "measure_memorization", "perplexity", "tinymem_config", "tinymem_model",
     "token_accuracy", "train_tinymem",
+    "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
+    "suite_model_name",
 ]
