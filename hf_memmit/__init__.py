@@ -9,6 +9,9 @@ from .hub import (load_adapter, load_tinymem, load_tinymem_data, push_adapter, p
 from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
 from .models import TrainConfig, tinymem_config, tinymem_model, train_tinymem
+from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, FinetuneConfig, LossTruncationConfig,
+                       LossTruncationTrainer, MemSinksCollator, MemSinksConfig, MemSinksTrainer, SpectralNormConfig,
+                       SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, finetune_tinymem, tied_dropout_mode)
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
 from .unlearning import (METHODS, ActConfig, BalancedSubnetConfig, DurableAggConfig, DurableConfig, GreedyConfig,
                          HardConcreteConfig, IntegratedGradientsConfig, SecondOrderUnlearningConfig, SlimConfig,
@@ -26,6 +29,10 @@ __all__ = [
     "HardConcreteConfig", "IntegratedGradientsConfig", "MemmitPeftType", "NeuronMaskConfig",
     "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "WeightMaskConfig", "ZeroConfig", "get_method",
     "make_config", "method_names", "neuron_scores", "unlearn",
+    # train-time mitigation
+    "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "FinetuneConfig", "LossTruncationConfig",
+    "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer", "SpectralNormConfig",
+    "SpectralNormTrainer", "TiedDropoutConfig", "attach_tied_dropout", "finetune_tinymem", "tied_dropout_mode",
     # Hub
     "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
     "suite_model_name",
