@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers.data.data_collator import default_data_collator
 
-from ..utils import check_choice, check_range
-from .tied_dropout import LAYOUTS, MODES, RESCALES, TiedDropoutConfig, TiedDropoutTrainer, key_of
+from .tied_dropout import TiedDropoutConfig, TiedDropoutTrainer, key_of
 
 
 @dataclass
@@ -41,11 +40,7 @@ class ExampleTiedDropoutConfig:
     target_modules: str | None = None
 
     def __post_init__(self):
-        check_range("p_gen", self.p_gen, 0.0, 1.0, low_open=True)
-        check_range("p_mem", self.p_mem, 0.0, 1.0, low_open=True)
-        check_choice("eval_mode", self.eval_mode, MODES)
-        check_choice("rescale", self.rescale, RESCALES)
-        check_choice("layout", self.layout, LAYOUTS)
+        self.to_tied()  # the core config validates the shared fields (one place)
         if not self.key_column or not isinstance(self.key_column, str):
             raise ValueError(f"key_column={self.key_column!r} must be a non-empty column name")
 

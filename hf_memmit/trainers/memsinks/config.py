@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...utils import check_choice, check_range
-from ..tied_dropout import HASHES, LAYOUTS, MODES, RESCALES, TiedDropoutConfig
+from ...utils import check_range
+from ..tied_dropout import TiedDropoutConfig
 
 
 @dataclass
@@ -39,10 +39,7 @@ class MemSinksConfig:
     def __post_init__(self):
         check_range("g", self.g, 0.0, 1.0, low_open=True)
         check_range("p", self.p, 0.0, 1.0, low_open=True)
-        check_choice("layout", self.layout, LAYOUTS)
-        check_choice("hash", self.hash, HASHES)
-        check_choice("eval_mode", self.eval_mode, MODES)
-        check_choice("rescale", self.rescale, RESCALES)
+        self.to_tied()  # the core config validates the shared fields (one place)
 
     def to_tied(self) -> TiedDropoutConfig:
         return TiedDropoutConfig(p_gen=self.g, p_mem=self.p, eval_mode=self.eval_mode, rescale=self.rescale,
