@@ -34,6 +34,9 @@ TRAIN_CELLS = {
     "plain": [],
     "spectral_norm": ["--regularizer", "spectral_norm", "--spectral-weight", "0.01", "--spectral-penalty", "sigma",
                       "--per-head"],
+    # the top of TinyMem's lambda grid, after lambda 0.01 left memorization above the plain run's
+    "spectral_norm_lambda0.1": ["--regularizer", "spectral_norm", "--spectral-weight", "0.1", "--spectral-penalty",
+                                "sigma", "--per-head"],
     "loss_truncation": ["--regularizer", "loss_truncation", "--drop-fraction", "0.1", "--truncation-warmup", "640",
                         "--truncation-window", "640"],
     "example_tied_dropout": ["--regularizer", "example_tied_dropout", "--p-gen", "0.2", "--p-mem", "0.1"],
@@ -75,7 +78,7 @@ def train_row(name: str, runs: Path) -> dict | None:
         return None
     info = json.loads((runs / name / RUN_FILE).read_text())
     m = info["final_metrics"]
-    paper = PAPER.get(name, (None, None))
+    paper = PAPER.get(name.split("_lambda")[0], (None, None))
     return {"method": name, "settings": " ".join(TRAIN_CELLS[name][2:]) or "-",
             "mem_%": 100 * m["memorized"], "acc_%": 100 * m["accuracy"],
             "paper_mem_%": paper[0], "paper_acc_%": paper[1], "seconds": info["train_seconds_this_session"],
