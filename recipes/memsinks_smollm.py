@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--tokenizer", default="gpt2", help="'gpt2' (offline copy) or a Hub tokenizer name")
     ap.add_argument("--vocab-top", type=int, default=0, help="keep the N most frequent training tokens (0: all)")
     ap.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
+    ap.add_argument("--intermediate-size", type=int, default=0, help="override the preset's MLP width (0: keep)")
     ap.add_argument("--n-repeated", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=16)
     ap.add_argument("--n-heldout", type=int, default=64)
@@ -147,13 +148,21 @@ def training_documents(splits, mode: str, repeats: int, seed: int) -> list[list[
 
 # ---- model and training ---------------------------------------------------------------------------------------
 
-def build_model(preset: str, vocab_size: int, block_size: int, seed: int):
+def model_shape(args) -> dict:
+    """The preset's shape, with the MLP width overridden when asked (sinks live in the MLP units)."""
+    shape = dict(PRESETS[args.preset])
+    if args.intermediate_size:
+        shape["intermediate_size"] = args.intermediate_size
+    return shape
+
+
+def build_model(shape: dict, vocab_size: int, block_size: int, seed: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, max_position_embeddings=block_size, tie_word_embeddings=True,
                          rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", bos_token_id=0, eos_token_id=0,
-                         pad_token_id=0, **PRESETS[preset])
+                         pad_token_id=0, **shape)
     return LlamaForCausalLM(config)
 
 
@@ -296,7 +305,7 @@ def main(argv=None) -> dict:
         splits, vocab_size, id_map = compact_vocab(splits, args.vocab_top, -1)
         pad_id = 0
     train_docs = training_documents(splits, args.mode, args.repeats, args.seed)
-    model = build_model(args.preset, vocab_size, args.block_size, args.seed)
+    model = build_model(model_shape(args), vocab_size, args.block_size, args.seed)
     trainer = make_trainer(args, model, train_docs, pad_id)
 
     started = time.perf_counter()
@@ -311,7 +320,7 @@ def main(argv=None) -> dict:
     result = {"mode": args.mode, "metrics": metrics, "world_size": world,
               "command": "python recipes/memsinks_smollm.py " + " ".join(sys.argv[1:]),
               "model": {"preset": args.preset, "parameters": sum(p.numel() for p in model.parameters()),
-                        "vocab_size": vocab_size, **PRESETS[args.preset]},
+                        "vocab_size": vocab_size, **model_shape(args)},
               "data": {"source": "wikipedia-offline" if args.data == "offline" else "slimpajama+tinystories",
                        "n_repeated": len(splits["repeated"]), "repeats": args.repeats,
                        "n_general": len(splits["general"]), "n_heldout": len(splits["heldout"]),

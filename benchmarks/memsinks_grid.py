@@ -1,0 +1,128 @@
+"""MemSinks over the paper's Table-3 grid (g in {0.1, 0.3, 0.5, 0.7} x p in {0.1, 0.3, 0.5}) on the CPU-sized
+recipe, against standard training and the dedup baseline of the same seed (memsinks.md §1.3, §2.3).
+
+    python benchmarks/memsinks_grid.py [--seeds 0 1] [--g 0.1 0.3] [--p 0.3] [--jobs 2] [--runs runs/memsinks_grid]
+
+Every run is `recipes/memsinks_smollm.py` with the shared settings below, in RUNS/seed<S>/<standard|dedup|gG_pP>;
+a run whose result file exists is skipped, so the script can be re-run until the table is complete. `--jobs`
+runs that many recipes at once, one torch thread each. Writes benchmarks/results/memsinks_grid.{json,md}: per cell
+the gap closure of the sinks-dropped model (each rescale), its validation loss against standard and dedup, and
+whether the paper's three claims hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import environment, md_table, write_results
+
+from hf_memmit.metrics.memsinks import gap_closure
+
+RECIPE = Path(__file__).parent.parent / "recipes" / "memsinks_smollm.py"
+# The CPU scale of issue 8 (benchmarks/results/memsinks_cpu.md): 2.1 M-parameter SmolLM shape, 32 Wikipedia
+# documents repeated 64x among 3,000 general ones, one epoch.
+SHARED = ["--preset", "cpu", "--vocab-top", "8192", "--n-general", "3000", "--n-repeated", "32", "--repeats", "64",
+          "--batch-size", "16", "--threads", "1"]
+RESCALES = ("none", "code", "mass")
+
+
+def run_dir(runs: Path, seed: int, name: str) -> Path:
+    return runs / f"seed{seed}" / name
+
+
+def result_file(out: Path, mode: str) -> Path:
+    return out / f"memsinks_{mode}.json"
+
+
+def launch(out: Path, mode: str, seed: int, extra: list[str], shared: list[str]) -> None:
+    if result_file(out, mode).exists():
+        print(f"{out}: finished, skipped", flush=True)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(RECIPE), "--mode", mode, "--out", str(out), *shared, "--seed", str(seed), *extra]
+    print("running:", " ".join(cmd), flush=True)
+    with open(out / "train.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def cell_name(g: float, p: float) -> str:
+    return f"g{g}_p{p}"
+
+
+def cell_row(runs: Path, seed: int, g: float, p: float) -> dict | None:
+    paths = [result_file(run_dir(runs, seed, "standard"), "standard"), result_file(run_dir(runs, seed, "dedup"), "dedup"),
+             result_file(run_dir(runs, seed, cell_name(g, p)), "memsinks")]
+    if not all(path.exists() for path in paths):
+        return None
+    std, dedup, ms = (json.loads(path.read_text()) for path in paths)
+    s, d, m = std["metrics"]["plain"], dedup["metrics"]["plain"], ms["metrics"]
+    row = {"seed": seed, "g": g, "p": p, "G_standard": s["gap"]}
+    for r in RESCALES:
+        row[f"closure_{r}"] = gap_closure(m[f"sinks_dropped_{r}"]["gap"], s["gap"])
+    head = m["sinks_dropped_none"]
+    row.update({"closure_sinks_on": gap_closure(m["sinks_on"]["gap"], s["gap"]), "G_own_sinks": m["own_sinks"]["gap"],
+                "L_val": head["L_val"], "L_val_vs_standard": head["L_val"] / s["L_val"] - 1,
+                "L_val_dedup": d["L_val"], "closure_ok": row["closure_none"] >= 0.5,
+                "L_val_within_2pct": abs(head["L_val"] / s["L_val"] - 1) <= 0.02,
+                "better_than_dedup": head["L_val"] < d["L_val"], "train_seconds": ms["train"]["seconds"]})
+    row["all_claims"] = row["closure_ok"] and row["L_val_within_2pct"] and row["better_than_dedup"]
+    return row
+
+
+def baseline_row(runs: Path, seed: int) -> dict | None:
+    paths = [result_file(run_dir(runs, seed, m), m) for m in ("standard", "dedup")]
+    if not all(path.exists() for path in paths):
+        return None
+    s, d = (json.loads(path.read_text())["metrics"]["plain"] for path in paths)
+    return {"seed": seed, "standard_L_rep": s["L_rep"], "standard_L_ho": s["L_ho"], "G_standard": s["gap"],
+            "standard_L_val": s["L_val"], "dedup_G": d["gap"], "dedup_L_val": d["L_val"]}
+
+
+def report(args, runs: Path) -> dict:
+    cells = [row for seed, g, p in itertools.product(args.seeds, args.g, args.p)
+             if (row := cell_row(runs, seed, g, p)) is not None]
+    baselines = [row for seed in args.seeds if (row := baseline_row(runs, seed)) is not None]
+    result = {"shared_args": args.shared, "seeds": args.seeds, "g": args.g, "p": args.p, "baselines": baselines,
+              "cells": cells, "environment": environment()}
+    columns = ["seed", "g", "p", "closure_none", "closure_code", "closure_mass", "closure_sinks_on", "G_own_sinks",
+               "L_val", "L_val_vs_standard", "L_val_dedup", "all_claims"]
+    md = ["# MemSinks Table-3 grid, CPU scale", "",
+          "Gap G = L_ho - L_rep; closure = 1 - G(MemSinks, sinks dropped) / G(standard), same seed; headline rescale "
+          "`none`. Claims: closure >= 0.5, L_val within 2% of standard, L_val below dedup's.", "",
+          "Shared recipe arguments: `" + " ".join(args.shared) + "`", "", "## Baselines", "",
+          md_table(baselines, list(baselines[0]) if baselines else ["seed"]), "", "## MemSinks cells", "",
+          md_table(cells, columns), "",
+          "Reproduce: `python benchmarks/memsinks_grid.py " + " ".join(sys.argv[1:]) + "`"]
+    write_results(args.name, result, "\n".join(md) + "\n")
+    return result
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--g", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7])
+    ap.add_argument("--p", type=float, nargs="+", default=[0.1, 0.3, 0.5])
+    ap.add_argument("--jobs", type=int, default=2, help="recipe runs at once (one torch thread each)")
+    ap.add_argument("--runs", type=Path, default=Path("runs/memsinks_grid"))
+    ap.add_argument("--name", default="memsinks_grid", help="results file stem in benchmarks/results")
+    ap.add_argument("--shared", nargs=argparse.REMAINDER, default=SHARED,
+                    help="recipe arguments shared by every run (last option; default: the CPU scale)")
+    args = ap.parse_args(argv)
+    jobs = [(run_dir(args.runs, s, m), m, s, []) for s in args.seeds for m in ("standard", "dedup")]
+    jobs += [(run_dir(args.runs, s, cell_name(g, p)), "memsinks", s, ["--g", str(g), "--p", str(p)])
+             for s, g, p in itertools.product(args.seeds, args.g, args.p)]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for done in [pool.submit(launch, *job, args.shared) for job in jobs]:
+            done.result()  # re-raise a failed run
+    return report(args, args.runs)
+
+
+if __name__ == "__main__":
+    main()
