@@ -15,7 +15,8 @@ from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, Fine
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
 from .unlearning import (METHODS, ActConfig, BalancedSubnetConfig, DurableAggConfig, DurableConfig, GreedyConfig,
                          HardConcreteConfig, IntegratedGradientsConfig, SecondOrderUnlearningConfig, SlimConfig,
-                         SubnetConfig, ZeroConfig, get_method, make_config, method_names, neuron_scores, unlearn)
+                         SubnetConfig, ZeroConfig, get_method, make_config, method_names, neuron_scores, run_unlearning,
+                         unlearn)
 
 __all__ = [
     # data and models
@@ -28,7 +29,7 @@ __all__ = [
     "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
     "HardConcreteConfig", "IntegratedGradientsConfig", "MemmitPeftType", "NeuronMaskConfig",
     "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "WeightMaskConfig", "ZeroConfig", "get_method",
-    "make_config", "method_names", "neuron_scores", "unlearn",
+    "make_config", "method_names", "neuron_scores", "run_unlearning", "unlearn",
     # train-time mitigation
     "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "FinetuneConfig", "LossTruncationConfig",
     "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer", "SpectralNormConfig",

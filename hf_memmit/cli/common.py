@@ -1,11 +1,9 @@
-"""Pieces every `hf-memmit` command shares: the console, metric tables, run-directory names, the
-measure/unlearn steps the commands and the demo chain together."""
+"""Pieces every `hf-memmit` command shares: the console, metric tables, run-directory names, option parsing.
+The measure/unlearn steps the commands chain together live in `hf_memmit.unlearning.run`."""
 
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -34,67 +32,6 @@ def metrics_table(title: str, columns: dict[str, dict]) -> Table:
 
 def default_run_dir(task, artifact, layers, profile, seed) -> str:
     return f"runs/tinymem-{task}-{artifact}-{layers}l-{profile}-s{seed}"
-
-
-def measure_model(model, dataset, task: str, artifact: str, batch_size: int = 64) -> dict:
-    """`evaluate_tinymem`'s numbers, arranged for a table: counts as "memorized/qualifying", per-class rows
-    only when there are several classes."""
-    from ..models.training import evaluate_tinymem
-
-    m = evaluate_tinymem(model, dataset, task, artifact, batch_size, progress=True)
-    out = {"memorized": m["memorized"], "memorized_rows": f"{m['memorized_count']}/{m['qualifying']}",
-           "continues_cleanly": m["clean_continuation"]}
-    dup = {k: v for k, v in m.items() if k.startswith("memorized_dup")}
-    out.update(dup if len(dup) > 1 else {})
-    keys = ("accuracy", "accuracy_no_pad") if task == "math" else ("perplexity", "perplexity_mean_batch_exp")
-    out.update({k: m[k] for k in keys})
-    return out
-
-
-def forget_set(model, dataset, artifact: str, batch_size: int = 64):
-    """The rows to unlearn: the artifact training rows the model currently memorizes (the paper's forget set)."""
-    from ..metrics import measure_memorization
-
-    mem = measure_memorization(model, dataset["forget"], batch_size=batch_size)
-    return dataset["forget"].select(mem.memorized_indices)
-
-
-def run_unlearning(model_dir, method: str, out: str | None, options: dict, retain_size: int | None = None,
-                   seed: int = 0) -> dict:
-    """Measure, unlearn with `method`, measure again, save the adapter: the before/after record."""
-    import dataclasses
-    import shutil
-
-    from ..models.training import load_run
-    from ..unlearning import make_config, unlearn
-    from ..utils import atomic_write_json, library_versions
-
-    model, dataset = load_run(model_dir)
-    info = json.loads((Path(model_dir) / "tinymem.json").read_text())["data_config"]
-    task, artifact = info["task"], info["artifact"]
-    before = measure_model(model, dataset, task, artifact)
-    forget = forget_set(model, dataset, artifact)
-    if len(forget) == 0:
-        raise click.ClickException(f"{model_dir}: the model memorizes none of its {artifact} rows; nothing to unlearn")
-    retain = dataset["retain"]
-    if retain_size is not None and retain_size < len(retain):
-        retain = retain.shuffle(seed=seed).select(range(retain_size))
-    config = make_config(method, **options)
-    started = time.perf_counter()
-    peft_model = unlearn(model, config, forget, retain)
-    seconds = time.perf_counter() - started
-    after = measure_model(peft_model, dataset, task, artifact)
-    record = {"model": str(model_dir), "method": method, "config": dataclasses.asdict(config),
-              "forget_rows": len(forget), "retain_rows": len(retain), "seconds": seconds,
-              "before": before, "after": after, "versions": library_versions()}
-    if out:
-        tmp = Path(str(out) + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        peft_model.save_pretrained(tmp)
-        atomic_write_json(tmp / "unlearning_result.json", record)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)  # the adapter folder appears whole or not at all
-    return record
 
 
 def parse_options(pairs) -> dict:

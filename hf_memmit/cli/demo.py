@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..data.config import PROFILES
-from .common import console, fmt, measure_model, metrics_table, run_unlearning
+from ..unlearning.run import measure_model, run_unlearning
+from .common import console, fmt, metrics_table
 from .group import main
 
 # BalancedSubnet settings of the demo (see the closing notes of the unlearning issue for how they were chosen)

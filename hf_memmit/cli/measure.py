@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..data.config import ARTIFACTS, PROFILES, TASKS
-from .common import console, measure_model, metrics_table
+from ..unlearning.run import measure_model
+from .common import console, metrics_table
 from .group import main
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import console, metrics_table, parse_options, run_unlearning
+from ..unlearning.run import run_unlearning
+from .common import console, metrics_table, parse_options
 from .group import main
 
 

@@ -13,6 +13,7 @@ from .neuron import (
     neuron_scores,
 )
 from .registry import METHODS, Method, get_method, make_config, method_names
+from .run import forget_set, measure_model, run_unlearning
 from .weight import (
     BalancedSubnetConfig,
     DurableAggConfig,
@@ -26,5 +27,6 @@ __all__ = [
     "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
     "HardConcreteConfig", "IntegratedGradientsConfig", "Method", "NeuronMethodConfig", "Rows",
     "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "ZeroConfig", "as_rows", "check_disjoint",
-    "get_method", "make_config", "method_names", "neuron_scores", "row_losses", "unlearn",
+    "forget_set", "get_method", "make_config", "measure_model", "method_names", "neuron_scores", "row_losses",
+    "run_unlearning", "unlearn",
 ]
