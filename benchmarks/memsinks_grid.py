@@ -85,12 +85,25 @@ def baseline_row(runs: Path, seed: int) -> dict | None:
             "standard_L_val": s["L_val"], "dedup_G": d["gap"], "dedup_L_val": d["L_val"]}
 
 
+def seed_mean_rows(cells: list[dict]) -> list[dict]:
+    """One row per (g, p): the headline numbers averaged over the seeds run, and how many seeds meet all claims."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in cells:
+        groups.setdefault((row["g"], row["p"]), []).append(row)
+    mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    return [{"g": g, "p": p, "seeds": len(rows), "closure_none": mean(rows, "closure_none"),
+             "closure_code": mean(rows, "closure_code"), "closure_mass": mean(rows, "closure_mass"),
+             "L_val_vs_standard": mean(rows, "L_val_vs_standard"),
+             "seeds_all_claims": sum(r["all_claims"] for r in rows)} for (g, p), rows in groups.items()]
+
+
 def report(args, runs: Path) -> dict:
     cells = [row for seed, g, p in itertools.product(args.seeds, args.g, args.p)
              if (row := cell_row(runs, seed, g, p)) is not None]
     baselines = [row for seed in args.seeds if (row := baseline_row(runs, seed)) is not None]
+    means = seed_mean_rows(cells)
     result = {"shared_args": args.shared, "seeds": args.seeds, "g": args.g, "p": args.p, "baselines": baselines,
-              "cells": cells, "environment": environment()}
+              "cells": cells, "seed_means": means, "environment": environment()}
     columns = ["seed", "g", "p", "closure_none", "closure_code", "closure_mass", "closure_sinks_on", "G_own_sinks",
                "L_val", "L_val_vs_standard", "L_val_dedup", "all_claims"]
     md = ["# MemSinks Table-3 grid, CPU scale", "",
@@ -98,7 +111,8 @@ def report(args, runs: Path) -> dict:
           "`none`. Claims: closure >= 0.5, L_val within 2% of standard, L_val below dedup's.", "",
           "Shared recipe arguments: `" + " ".join(args.shared) + "`", "", "## Baselines", "",
           md_table(baselines, list(baselines[0]) if baselines else ["seed"]), "", "## MemSinks cells", "",
-          md_table(cells, columns), "",
+          md_table(cells, columns), "", "## Mean over seeds", "",
+          md_table(means, list(means[0]) if means else ["g"]), "",
           "Reproduce: `python benchmarks/memsinks_grid.py " + " ".join(sys.argv[1:]) + "`"]
     write_results(args.name, result, "\n".join(md) + "\n")
     return result
