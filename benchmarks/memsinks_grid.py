@@ -47,7 +47,8 @@ def launch(out: Path, mode: str, seed: int, extra: list[str], shared: list[str])
         return
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(RECIPE), "--mode", mode, "--out", str(out), *shared, "--seed", str(seed), *extra]
-    print("running:", " ".join(cmd), flush=True)
+    sys.stdout.write("running: " + " ".join(cmd) + "\n")  # one write: threads print concurrently
+    sys.stdout.flush()
     with open(out / "train.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
 
