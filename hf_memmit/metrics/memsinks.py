@@ -70,6 +70,19 @@ def gap_closure(gap_method: float, gap_standard: float) -> float:
     return 1.0 - gap_method / gap_standard
 
 
+CLOSURE_FLOOR = 0.5  # the paper: sinks dropped closes over half of standard training's gap
+L_VAL_TOLERANCE = 0.02  # the project's fidelity goal: validation loss within 2% of standard training's
+
+
+def paper_claims(memsinks: dict, standard: dict, dedup: dict) -> dict:
+    """The paper's three claims (memsinks.md §2.2) for a sinks-dropped MemSinks model against standard training
+    and the dedup baseline; each argument is a `loss_report` dict (`gap`, `L_val`)."""
+    closure = gap_closure(memsinks["gap"], standard["gap"])
+    return {"gap_closure": closure, "gap_closure_ok": closure >= CLOSURE_FLOOR,
+            "L_val_within_2pct": abs(memsinks["L_val"] / standard["L_val"] - 1) <= L_VAL_TOLERANCE,
+            "L_val_better_than_dedup": memsinks["L_val"] < dedup["L_val"]}
+
+
 def kl_memorization(model, docs: list[list[int]], *, k: int = 32, l: int = 32, batch_size: int = 32,
                     batch_context=None) -> dict:
     """(k, l) memorization of documents: greedy decoding from the first k tokens reproduces the next l
