@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from . import tuners  # noqa: F401  (registers the WEIGHT_MASK / NEURON_MASK adapter types with peft)
+from .compat import warn_on_peft_version_gap
 from .data import MathTokenizer, TinyMemDataConfig, data_config_of, gpt2_tokenizer, load_tinymem_dataset
 from .hub import (load_adapter, load_tinymem, load_tinymem_data, push_adapter, push_checkpoint, push_dataset,
                   suite_model_name)
@@ -38,3 +39,5 @@ __all__ = [
     "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
     "suite_model_name",
 ]
+
+warn_on_peft_version_gap()  # once per process: a transformers that needs a newer peft than the installed one

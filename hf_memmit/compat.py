@@ -1,0 +1,50 @@
+"""Known version mismatches in the user's stack, reported once at import instead of as a puzzling error later.
+
+transformers' own adapter methods on a plain model (`add_adapter`, `set_adapter`, `disable_adapters`,
+`enable_adapters`, `active_adapters`, `get_adapter_state_dict`, `delete_adapter`) refuse to run when the installed
+peft is older than transformers' `MIN_PEFT_VERSION` (transformers 5.24 asks for peft >= 0.22, which was not
+released when 5.24 was). Checked with transformers 5.24.0 + peft 0.21.2: `model.load_adapter(path)` still loads and
+activates a mask adapter (same logits), but the model cannot then disable or switch it. hf_memmit itself only uses
+peft's API (`get_peft_model`, `PeftModel.from_pretrained`, `save_pretrained`, `disable_adapter()`,
+`merge_and_unload()`), which that check does not guard, so `unlearn`, saving, loading and merging keep working.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import warnings
+
+from packaging.version import Version
+
+TRANSFORMERS_ADAPTER_METHODS = ("add_adapter", "set_adapter", "disable_adapters",
+                                "enable_adapters", "active_adapters", "get_adapter_state_dict", "delete_adapter")
+
+
+def peft_version_gap() -> tuple[str, str, str] | None:
+    """(transformers version, installed peft version, peft version transformers asks for) when the installed peft
+    is older than what the installed transformers' adapter methods require; None when they agree."""
+    from transformers.integrations import peft as tf_peft
+
+    required = getattr(tf_peft, "MIN_PEFT_VERSION", None)
+    if required is None:
+        return None
+    installed = md.version("peft")
+    if Version(installed) >= Version(required):
+        return None
+    return md.version("transformers"), installed, required
+
+
+def warn_on_peft_version_gap() -> None:
+    """Warn (once per process: `import hf_memmit` calls it once) naming both versions and what is affected."""
+    gap = peft_version_gap()
+    if gap is None:
+        return
+    tf_version, installed, required = gap
+    methods = ", ".join(f"model.{m}()" for m in TRANSFORMERS_ADAPTER_METHODS)
+    warnings.warn(
+        f"transformers {tf_version} requires peft >= {required} for its own adapter methods ({methods}), but peft "
+        f"{installed} is installed: those methods will raise ValueError. hf_memmit's unlearn(), "
+        "PeftModel.save_pretrained / PeftModel.from_pretrained, disable_adapter() and merge_and_unload() are not "
+        "affected. For the tested versions install with the project's constraints.txt "
+        "(pip install -c constraints.txt ...).",
+        UserWarning, stacklevel=3)
