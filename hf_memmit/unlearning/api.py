@@ -12,6 +12,7 @@ from transformers.pytorch_utils import Conv1D
 
 from .data import as_rows, check_disjoint
 from .registry import get_method
+from .stopping import ForgetCheck, prompt_lengths_of
 
 
 def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=True,
@@ -34,6 +35,11 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     runs with the model in eval mode (dropout off, so masks are chosen on the model that will be used) and
     only the new adapter active; the model's train/eval mode is restored afterwards. The returned adapter is
     active alone; `peft_model.base_model.set_adapter([...])` combines adapters (their masks multiply).
+
+    Configs with a `check_every` field (Subnet, BalancedSubnet) can stop early: every `check_every` optimizer
+    steps the forget rows are checked with the (k, l) check (k from the forget Dataset's `prompt_length`
+    column) and fitting stops once none is extractable; the returned model's `unlearning_log` holds the
+    checks, and a warning says when the schedule ended with rows still extractable.
     """
     method = get_method(config)
     config = dataclasses.replace(config, **({} if batch_size is None else {"batch_size": batch_size}))
@@ -52,13 +58,25 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
         if not method.needs_retain:
             warnings.warn(f"method {method.name!r} uses only the forget set; the retain set is ignored")
 
+    check_every = getattr(config, "check_every", None)
+    lengths = prompt_lengths_of(forget, len(forget_rows)) if check_every else None
     peft_model = _attach(model, config, adapter_name)
+    stop = ForgetCheck(peft_model, forget_rows.input_ids, lengths) if check_every else None
     was_training = peft_model.training
     peft_model.eval()
     try:
-        method.fit(peft_model, config, forget_rows, retain_rows, adapter_name=adapter_name, progress=progress)
+        extra = {"stop": stop} if stop is not None else {}
+        method.fit(peft_model, config, forget_rows, retain_rows, adapter_name=adapter_name, progress=progress,
+                   **extra)
     finally:
         peft_model.train(was_training)
+    if stop is not None:
+        peft_model.unlearning_log = stop.report()
+        if stop.stopped_at is None:
+            left = stop.history[-1][1] if stop.history else "unknown"
+            warnings.warn(f"{method.name}: reached the end of its schedule (max_steps={config.max_steps}, "
+                          f"epochs={config.epochs}) with {left} of {len(lengths)} forget rows still extractable "
+                          "at the last check; raise max_steps or ratio")
     return peft_model
 
 

@@ -3,13 +3,14 @@ the forget rows need and spares what the retain rows need."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from ...utils import check_choice, check_range
 from ..data import cycle_indices, index_batches, n_batches, row_losses, signed_union
-from .subnet import SubnetConfig, train_scores
+from .subnet import SubnetConfig, epochs_of, train_scores
 
 
 @dataclass
@@ -39,7 +40,7 @@ class BalancedSubnetConfig(SubnetConfig):
             0.5, 0.7, 0.9).
         balance: "paper_sign" (default, faithful) or "weighted".
         ratio: fraction of the targeted weights masked, counted **per tensor** (as Subnet), in (0, 1).
-        epochs, max_steps, lr, momentum, weight_decay, batch_size, seed: as Subnet.
+        epochs, max_steps, check_every, lr, momentum, weight_decay, batch_size, seed: as Subnet.
     Needs a retain set, disjoint from the forget set.
     """
 
@@ -54,22 +55,21 @@ class BalancedSubnetConfig(SubnetConfig):
 
 
 def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, adapter_name: str,
-                        progress: bool) -> None:
+                        progress: bool, stop: Callable[[int], bool] | None = None) -> None:
     generator = torch.Generator().manual_seed(config.seed)
     forget_coef, retain_coef = -2 * config.loss_weight, 2 * (1 - config.loss_weight)
     bs = config.batch_size
     if config.balance == "paper_sign":
         rows, sign = signed_union(forget, retain)
         coef = torch.where(sign > 0, forget_coef, retain_coef)
-        steps = (i for _ in range(config.epochs) for i in index_batches(len(rows), bs, generator))
-        n_steps = config.epochs * n_batches(len(rows), bs)
+        epochs, n_steps = epochs_of(config, n_batches(len(rows), bs))
+        steps = (i for _ in epochs for i in index_batches(len(rows), bs, generator))
 
         def loss_of(index):
             losses = row_losses(model, *rows.batch(index))
             return (coef[index].to(losses.device) * losses).sum()
     else:
-        per_epoch = n_batches(max(len(forget), len(retain)), bs)
-        n_steps = config.epochs * per_epoch
+        _, n_steps = epochs_of(config, n_batches(max(len(forget), len(retain)), bs))
         forget_batches = cycle_indices(len(forget), bs, generator)
         retain_batches = cycle_indices(len(retain), bs, generator)
         steps = ((next(forget_batches), next(retain_batches)) for _ in range(n_steps))
@@ -79,4 +79,4 @@ def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, 
             return (forget_coef * row_losses(model, *forget.batch(f)).sum()
                     + retain_coef * row_losses(model, *retain.batch(r)).sum())
 
-    train_scores(model, config, adapter_name, steps, n_steps, loss_of, progress)
+    train_scores(model, config, adapter_name, steps, n_steps, loss_of, progress, stop)

@@ -24,9 +24,13 @@ class SubnetConfig(WeightMethodConfig):
     Args:
         ratio: fraction of the targeted weights masked, counted **per tensor**: every targeted matrix loses
             floor(ratio * its size) weights. In (0, 1); the paper's grid is 1e-5 ... 0.9.
-        epochs: passes over the forget set (paper grid 1, 10, 30; reference default 5).
+        epochs: passes over the forget set (paper grid 1, 10, 30; reference default 5). None: schedule by
+            optimizer steps alone (`max_steps` is then required).
         max_steps: if set, stop after this many optimizer steps even within an epoch (a time budget on CPU;
             None = all `epochs`).
+        check_every: if set, every this many steps run the (k, l) check on the forget rows under the current
+            mask and stop as soon as none is extractable (needs the forget Dataset's `prompt_length` column;
+            see `hf_memmit.unlearning.stopping`). None: no check, run the whole schedule.
         lr, momentum, weight_decay: SGD on the scores (paper: 0.1, 0.9, 5e-4).
         batch_size: rows per step (paper: 64). seed: score initialisation and shuffling.
     Uses only the forget set.
@@ -34,15 +38,23 @@ class SubnetConfig(WeightMethodConfig):
 
     method: str = "subnet"
     ratio: float = field(default=0.05, metadata={"help": "Fraction of each targeted tensor to mask."})
-    epochs: int = field(default=5, metadata={"help": "Passes over the training rows."})
+    epochs: int | None = field(default=5, metadata={"help": "Passes over the training rows (None: max_steps)."})
     lr: float = field(default=0.1, metadata={"help": "SGD learning rate on the scores, > 0."})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum, in [0, 1)."})
     weight_decay: float = field(default=5e-4, metadata={"help": "SGD weight decay on the scores, >= 0."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (None: epochs)."})
+    check_every: int | None = field(default=None, metadata={
+        "help": "Check the forget rows every this many steps; stop when none is extractable (None: off)."})
 
     def __post_init__(self):
         super().__post_init__()
-        check_int("epochs", self.epochs, 1)
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("epochs=None schedules by optimizer steps; allowed: then set max_steps (an integer "
+                             ">= 1), or give epochs")
+        if self.epochs is not None:
+            check_int("epochs", self.epochs, 1)
+        if self.check_every is not None:
+            check_int("check_every", self.check_every, 1)
         check_range("lr", self.lr, 0.0, float("inf"), low_open=True, high_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("weight_decay", self.weight_decay, 0.0, float("inf"), high_open=True)
@@ -50,9 +62,17 @@ class SubnetConfig(WeightMethodConfig):
             check_int("max_steps", self.max_steps, 1)
 
 
+def epochs_of(config: SubnetConfig, batches_per_epoch: int) -> tuple[Iterator[int], int]:
+    """Epoch numbers to run and the number of steps they make (epochs=None: endless, capped by max_steps)."""
+    if config.epochs is None:
+        return itertools.count(), config.max_steps
+    return iter(range(config.epochs)), config.epochs * batches_per_epoch
+
+
 def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator, n_steps: int,
-                 loss_of: Callable, progress: bool) -> None:
-    """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps`, mask frozen."""
+                 loss_of: Callable, progress: bool, stop: Callable[[int], bool] | None = None) -> None:
+    """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps`, mask frozen.
+    With `stop` and `config.check_every`, `stop(step)` is asked every `check_every` steps; True ends fitting."""
     if config.max_steps is not None:
         n_steps = min(n_steps, config.max_steps)
     steps = itertools.islice(steps, n_steps)
@@ -61,18 +81,21 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
     scores = [layer.weight_mask_scores[adapter_name] for layer in tuner.mask_layers(adapter_name).values()]
     optimizer = torch.optim.SGD(scores, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     try:
-        for step in tqdm(steps, total=n_steps, desc=config.method, disable=not progress):
+        for done, step in enumerate(tqdm(steps, total=n_steps, desc=config.method, disable=not progress), 1):
             optimizer.zero_grad()
             loss_of(step).backward()
             optimizer.step()
+            if stop is not None and config.check_every and done % config.check_every == 0 and stop(done):
+                break
     finally:
         tuner.fix_scores(adapter_name)
     warn_if_noop(model, adapter_name, config)
 
 
-def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
+def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str, progress: bool,
+               stop: Callable[[int], bool] | None = None) -> None:
     generator = torch.Generator().manual_seed(config.seed)
-    steps = (i for _ in range(config.epochs) for i in index_batches(len(forget), config.batch_size, generator))
-    n_steps = config.epochs * n_batches(len(forget), config.batch_size)
+    epochs, n_steps = epochs_of(config, n_batches(len(forget), config.batch_size))
+    steps = (i for _ in epochs for i in index_batches(len(forget), config.batch_size, generator))
     train_scores(model, config, adapter_name, steps, n_steps,
-                 lambda index: -row_losses(model, *forget.batch(index)).mean(), progress)
+                 lambda index: -row_losses(model, *forget.batch(index)).mean(), progress, stop)
