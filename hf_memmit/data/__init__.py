@@ -6,3 +6,7 @@ from .tokenizers import MathTokenizer, gpt2_tokenizer
 
 __all__ = ["FEATURES", "MathTokenizer", "TinyMemDataConfig", "build_tinymem", "data_config_of", "duplication_groups",
            "find_trigger", "gpt2_tokenizer", "inject_backdoor", "load_tinymem_dataset", "noise_values"]
+
+from .records import WindowStats, adds_bos, load_records, make_windows, tokenize_records
+
+__all__ += ["WindowStats", "adds_bos", "load_records", "make_windows", "tokenize_records"]

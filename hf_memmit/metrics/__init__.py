@@ -15,3 +15,7 @@ __all__ = ["MEMORIZATION_METRIC_PATH", "GreedyMatch", "Memorization", "Memorizat
            "artifact_pairs", "check_vocab", "compute_precision", "greedy_match", "greedy_match_generate",
            "match_tokens", "measure_memorization", "perplexity", "token_accuracy", "document_losses", "gap_closure",
            "kl_memorization", "loss_report", "mean_document_loss", "memorization_gap", "paper_claims"]
+
+from .scan import ScanResult, pad_id, scan_records, scan_windows
+
+__all__ += ["ScanResult", "pad_id", "scan_records", "scan_windows"]
