@@ -1,6 +1,9 @@
 from .config import LAYERS, tinymem_config, tinymem_model
+from .load import convert_gguf, load_causal_lm, model_fingerprint, supported_gguf_architectures
 from .training import (TrainConfig, causal_lm_collator, is_finished, last_complete_checkpoint, make_trainer,
                        train_tinymem)
 
 __all__ = ["LAYERS", "TrainConfig", "causal_lm_collator", "is_finished", "last_complete_checkpoint", "make_trainer", "tinymem_config",
            "tinymem_model", "train_tinymem"]
+# any Hugging Face causal LM: a Hub id, a local folder or a .gguf file (converted once to a cached folder)
+__all__ += ["convert_gguf", "load_causal_lm", "model_fingerprint", "supported_gguf_architectures"]
