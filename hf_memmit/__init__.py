@@ -4,12 +4,16 @@ __version__ = "0.1.0"
 
 from . import tuners  # noqa: F401  (registers the WEIGHT_MASK / NEURON_MASK adapter types with peft)
 from .compat import warn_on_peft_version_gap
+from .data import WindowStats, load_records, make_windows, tokenize_records, wiki_offline_texts
 from .data import MathTokenizer, TinyMemDataConfig, data_config_of, gpt2_tokenizer, load_tinymem_dataset
 from .hub import (load_adapter, load_tinymem, load_tinymem_data, push_adapter, push_checkpoint, push_dataset,
                   suite_model_name)
 from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
-from .models import TrainConfig, tinymem_config, tinymem_model, train_tinymem
+from .metrics import ScanResult, scan_records, scan_windows
+from .models import (TrainConfig, convert_gguf, load_causal_lm, model_fingerprint, smollm2_gguf_path, tinymem_config,
+                     tinymem_model, train_tinymem)
+from .own_model import merge_adapter, scan_model, unlearn_records
 from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, FinetuneConfig, LossTruncationConfig,
                        LossTruncationTrainer, MemSinksCollator, MemSinksConfig, MemSinksTrainer, SpectralNormConfig,
                        SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, finetune_tinymem, tied_dropout_mode)
@@ -35,6 +39,10 @@ __all__ = [
     "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "FinetuneConfig", "LossTruncationConfig",
     "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer", "SpectralNormConfig",
     "SpectralNormTrainer", "TiedDropoutConfig", "attach_tied_dropout", "finetune_tinymem", "tied_dropout_mode",
+    # your own model: records -> scan -> unlearn -> merge
+    "ScanResult", "WindowStats", "convert_gguf", "load_causal_lm", "load_records", "make_windows", "merge_adapter",
+    "model_fingerprint", "scan_model", "scan_records", "scan_windows", "smollm2_gguf_path", "tokenize_records",
+    "unlearn_records", "wiki_offline_texts",
     # Hub
     "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
     "suite_model_name",

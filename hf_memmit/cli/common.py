@@ -45,3 +45,25 @@ def parse_options(pairs) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def one_line_errors(func):
+    """Bad input from the shell: `Error: <message>` on one line and exit status 1, no traceback."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+            raise click.ClickException(" ".join(str(err).split())) from None
+
+    return wrapper
+
+
+def quiet_datasets() -> None:
+    """The own-model commands show their own bars for the long loops (the scan, the fitting); datasets' bars
+    for reading and cutting a records file would only bury them."""
+    import datasets
+
+    datasets.disable_progress_bars()

@@ -10,3 +10,6 @@ __all__ = ["FEATURES", "MathTokenizer", "TinyMemDataConfig", "build_tinymem", "d
 from .records import WindowStats, adds_bos, load_records, make_windows, tokenize_records
 
 __all__ += ["WindowStats", "adds_bos", "load_records", "make_windows", "tokenize_records"]
+from .language import wiki_offline_texts  # noqa: E402
+
+__all__ += ["wiki_offline_texts"]

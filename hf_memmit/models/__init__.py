@@ -7,3 +7,6 @@ __all__ = ["LAYERS", "TrainConfig", "causal_lm_collator", "is_finished", "last_c
            "tinymem_model", "train_tinymem"]
 # any Hugging Face causal LM: a Hub id, a local folder or a .gguf file (converted once to a cached folder)
 __all__ += ["convert_gguf", "load_causal_lm", "model_fingerprint", "supported_gguf_architectures"]
+from .offline import smollm2_gguf_path  # noqa: E402
+
+__all__ += ["smollm2_gguf_path"]

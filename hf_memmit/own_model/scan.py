@@ -1,0 +1,46 @@
+"""Scan your own causal LM for the records it regurgitates: load the model, cut the records into (k, l)
+windows, run the one (k, l) check on every window, write the per-record results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.records import load_records
+from ..metrics.scan import ScanResult, scan_records
+from ..models.load import load_causal_lm
+
+
+def resolve_model(model, tokenizer=None, *, dtype: str = "auto", device: str = "auto"):
+    """(model, tokenizer) from a Hub id / local folder / .gguf path, or from an already loaded model (then the
+    tokenizer must be given)."""
+    if isinstance(model, (str, Path)):
+        return load_causal_lm(str(model), dtype=dtype, device=device)
+    if tokenizer is None:
+        raise ValueError(f"a loaded {type(model).__name__} needs its tokenizer; allowed: tokenizer=<the model's "
+                         "tokenizer>, or pass the model as a Hub id, a folder or a .gguf path")
+    return model, tokenizer
+
+
+def scan_model(model, data, *, tokenizer=None, k: int = 32, l: int = 32, stride: int | None = None,
+               text_column: str = "text", add_special_tokens: bool | None = None, dtype: str = "auto",
+               device: str = "auto", batch_size: int = 32, out: str | Path | None = None,
+               progress: bool = True) -> ScanResult:
+    """Which of `data`'s records does `model` regurgitate? A record is extractable when greedy decoding from
+    the k tokens of one of its windows reproduces the next l tokens exactly (Carlini et al., 2023,
+    "Quantifying memorization across neural language models").
+
+    Args:
+        model: a Hub id, a local folder, a `.gguf` file, or a loaded causal LM (with `tokenizer=`).
+        data: a JSONL/CSV/Parquet/text file of records, a `datasets.Dataset`/`DatasetDict` with a text column
+            (`text_column`) or an `input_ids` column.
+        k, l, stride: prompt and target lengths in tokens; stride between window starts (default k + l,
+            non-overlapping; 1 checks every offset).
+        out: a folder for records.jsonl, windows.jsonl, summary.json and summary.md (written atomically).
+    """
+    records = load_records(data, text_column=text_column)  # bad input fails before the model loads
+    model, tokenizer = resolve_model(model, tokenizer, dtype=dtype, device=device)
+    result = scan_records(model, tokenizer, records, k=k, l=l, stride=stride,
+                          add_special_tokens=add_special_tokens, batch_size=batch_size, progress=progress)
+    if out is not None:
+        result.save(out)
+    return result

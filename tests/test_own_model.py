@@ -1,0 +1,170 @@
+"""Your own model from the shell: scan -> unlearn -> merge on a tiny Llama that memorized some records, and the
+bad input each command must refuse in one line."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from _tiny_models import VOCAB, one_thread, tiny_llama
+from click.testing import CliRunner
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from hf_memmit.cli import main
+
+WORDS = ["<pad>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 2)]
+K = L = 4  # windows of 8 words; a 16-word record has 2 windows (stride k + l)
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<pad>")
+
+
+def random_records(n: int, seed: int, prefix: str) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"id": f"{prefix}{i}", "text": " ".join(rng.choice(WORDS[2:]) for _ in range(16))} for i in range(n)]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def run(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result, *needles) -> None:
+    assert result.exit_code != 0, result.output
+    # progress bars (model loading, datasets) share stderr with the message; they are not part of it
+    lines = [line for line in result.output.strip().splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A tiny Llama folder that memorized the 4 `secret` records (not the 4 `public` ones), plus record files."""
+    root = tmp_path_factory.mktemp("own_model")
+    tok = word_tokenizer()
+    secret, public = random_records(4, 0, "secret"), random_records(4, 1, "public")
+    rows = torch.tensor([tok(r["text"])["input_ids"] for r in secret])
+    with one_thread():
+        model = tiny_llama()
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(300):
+            optimizer.zero_grad()
+            model(input_ids=rows, labels=rows).loss.backward()
+            optimizer.step()
+    model.eval().save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    files = {"records": write_jsonl(root / "records.jsonl", secret + public),
+             "eval": write_jsonl(root / "eval.jsonl", random_records(4, 2, "eval")),
+             "unseen": write_jsonl(root / "unseen.jsonl", random_records(4, 3, "unseen"))}
+    return root, files
+
+
+def test_scan_unlearn_merge(workspace, tmp_path):
+    root, files = workspace
+    with one_thread():
+        res = run("scan", "--model", root / "model", "--data", files["records"], "--k", K, "--l", L,
+                  "--out", tmp_path / "scan")
+        assert res.exit_code == 0, res.output
+        summary = json.loads((tmp_path / "scan" / "summary.json").read_text())
+        assert (summary["records"], summary["records_extractable"]) == (8, 4)
+        extractable = {r["record_id"] for r in map(json.loads, (tmp_path / "scan" / "records.jsonl").open())
+                       if r["extractable"]}
+        assert extractable == {f"secret{i}" for i in range(4)}
+        assert "secret" in res.output and "4/8 records extractable" in res.output
+
+        # no hyperparameters: the own-model defaults (step-scheduled BalancedSubnet with the stopping check)
+        res = run("unlearn", "--model", root / "model", "--forget", tmp_path / "scan", "--eval-data", files["eval"],
+                  "--eval-block", 8, "--set", "ratio=0.3", "--out", tmp_path / "adapter")
+        assert res.exit_code == 0, res.output
+        record = json.loads((tmp_path / "adapter" / "unlearning_result.json").read_text())
+        assert record["scan_before"]["records_extractable"] == 4
+        assert record["scan_after"]["records_extractable"] == 0, record["stopping"]
+        assert record["stopping"]["stopped_at"] is not None
+        assert record["perplexity_before"] > 0 and record["perplexity_after"] > 0
+        assert record["config"]["epochs"] is None and record["config"]["check_every"] == 10
+
+        res = run("merge", tmp_path / "adapter", "--out", tmp_path / "merged")
+        assert res.exit_code == 0, res.output
+
+    from peft import PeftModel
+
+    import hf_memmit  # noqa: F401  (registers the mask tuners for PeftModel.from_pretrained)
+
+    x = torch.tensor([word_tokenizer()(json.loads(line)["text"])["input_ids"]
+                      for line in open(files["records"])])
+    masked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(root / "model"), tmp_path / "adapter")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert type(merged).__name__ == "LlamaForCausalLM"
+    with torch.no_grad():
+        assert torch.allclose(merged(x).logits, masked(x).logits, atol=1e-5)
+    assert (tmp_path / "merged" / "tokenizer.json").exists()
+
+
+def test_nothing_to_unlearn_exits_zero(workspace, tmp_path):
+    root, files = workspace
+    with one_thread():
+        res = run("unlearn", "--model", root / "model", "--forget", files["unseen"], "--k", K, "--l", L,
+                  "--out", tmp_path / "adapter")
+    assert res.exit_code == 0 and "nothing to unlearn" in res.output, res.output
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_bad_input_is_one_line(workspace, tmp_path):
+    root, files = workspace
+    model = root / "model"
+    (tmp_path / "records.xml").write_text("<x/>")
+    one_line_error(run("scan", "--model", model, "--data", tmp_path / "records.xml", "--out", tmp_path / "o"),
+                   ".xml")
+    missing_column = write_jsonl(tmp_path / "body.jsonl", [{"body": "w1 w2"}])
+    one_line_error(run("scan", "--model", model, "--data", missing_column, "--out", tmp_path / "o"), "body")
+    (tmp_path / "empty.jsonl").write_text("")
+    one_line_error(run("scan", "--model", model, "--data", tmp_path / "empty.jsonl", "--out", tmp_path / "o"))
+    one_line_error(run("scan", "--model", model, "--data", files["records"], "--k", 30, "--l", 30,
+                       "--out", tmp_path / "o"), "60")
+    one_line_error(run("scan", "--model", model, "--data", files["records"], "--k", 0, "--out", tmp_path / "o"),
+                   "k=0")
+    (tmp_path / "not_a_model").mkdir()
+    one_line_error(run("scan", "--model", tmp_path / "not_a_model", "--data", files["records"],
+                       "--out", tmp_path / "o"), "config.json")
+    (tmp_path / "fake.gguf").write_bytes(b"not a gguf file")
+    one_line_error(run("scan", "--model", tmp_path / "fake.gguf", "--data", files["records"],
+                       "--out", tmp_path / "o"), "GGUF")
+    big_ids = write_jsonl(tmp_path / "ids.jsonl", [{"input_ids": list(range(VOCAB - 4, VOCAB + 4))}])
+    one_line_error(run("scan", "--model", model, "--data", big_ids, "--k", K, "--l", L, "--out", tmp_path / "o"),
+                   "vocabulary")
+    one_line_error(run("unlearn", "--model", model, "--forget", files["records"], "--retain", files["records"],
+                       "--k", K, "--l", L, "--set", "ratio=0.3", "--out", tmp_path / "a"), "overlap")
+
+
+def test_merge_refuses_another_base_model(workspace, tmp_path):
+    root, files = workspace
+    with one_thread():
+        assert run("scan", "--model", root / "model", "--data", files["records"], "--k", K, "--l", L,
+                   "--out", tmp_path / "scan").exit_code == 0
+        res = run("unlearn", "--model", root / "model", "--forget", tmp_path / "scan", "--method", "zero",
+                  "--set", "ratio=0.25", "--out", tmp_path / "adapter")
+        assert res.exit_code == 0, res.output
+    tiny_llama(seed=1).save_pretrained(tmp_path / "other")  # same architecture, other weights (e.g. the base
+    word_tokenizer().save_pretrained(tmp_path / "other")     # model an adapter of its fine-tuned copy was fit on)
+    one_line_error(run("merge", tmp_path / "adapter", "--base", tmp_path / "other", "--out", tmp_path / "m"),
+                   "different base model", "weights differ")
+    wider = tiny_llama(seed=1)
+    wider.config.intermediate_size = 96  # another architecture: its MLP has another width
+    AutoModelForCausalLM.from_config(wider.config).save_pretrained(tmp_path / "wider")
+    word_tokenizer().save_pretrained(tmp_path / "wider")
+    one_line_error(run("merge", tmp_path / "adapter", "--base", tmp_path / "wider", "--out", tmp_path / "m"),
+                   "different base model", "architecture differ")
+    assert not (tmp_path / "m").exists()
