@@ -50,7 +50,7 @@ def fresh(state):
 
 def test_stops_once_forget_rows_are_not_extractable(memorized):
     state, forget, retain = memorized
-    config = BalancedSubnetConfig(ratio=0.3, epochs=None, max_steps=400, check_every=5, batch_size=4)
+    config = BalancedSubnetConfig(ratio=0.3, epochs=None, max_steps=400, forget_check_every=5, batch_size=4)
     with one_thread():
         model = unlearn(fresh(state), config, as_dataset(forget, "f"), as_dataset(retain, "r"), progress=False)
         log = model.unlearning_log
@@ -62,7 +62,7 @@ def test_stops_once_forget_rows_are_not_extractable(memorized):
 
 def test_warns_when_the_schedule_ends_first(memorized):
     state, forget, _ = memorized
-    config = SubnetConfig(ratio=1e-4, epochs=None, max_steps=4, check_every=2, batch_size=2)
+    config = SubnetConfig(ratio=1e-4, epochs=None, max_steps=4, forget_check_every=2, batch_size=2)
     with one_thread(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = unlearn(fresh(state), config, as_dataset(forget, "f"), progress=False)
@@ -72,7 +72,7 @@ def test_warns_when_the_schedule_ends_first(memorized):
 
 
 def test_without_a_check_the_schedule_is_unchanged(memorized):
-    """check_every=None runs exactly epochs x batches steps, as before the option existed."""
+    """forget_check_every=None runs exactly epochs x batches steps, as before the option existed."""
     state, forget, retain = memorized
     config = BalancedSubnetConfig(ratio=0.3, epochs=2, batch_size=4)
     with one_thread():
@@ -88,7 +88,7 @@ def test_step_schedule_needs_max_steps_and_check_needs_prompt_lengths(memorized)
     state, forget, _ = memorized
     with pytest.raises(ValueError, match="max_steps"):
         SubnetConfig(epochs=None)
-    with pytest.raises(ValueError, match="check_every=0"):
-        SubnetConfig(check_every=0)
+    with pytest.raises(ValueError, match="forget_check_every=0"):
+        SubnetConfig(forget_check_every=0)
     with pytest.raises(ValueError, match="prompt_length"):
-        unlearn(fresh(state), SubnetConfig(check_every=2), forget, progress=False)
+        unlearn(fresh(state), SubnetConfig(forget_check_every=2), forget, progress=False)

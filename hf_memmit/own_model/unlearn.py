@@ -20,8 +20,8 @@ RESULT_FILE = "unlearning_result.json"
 LIVE_OBJECTS = ("peft_model", "scan_after_result")  # returned to the caller, not written to the record
 
 # Defaults for a forget set of any size: schedule by optimizer steps and stop once the forget windows are no
-# longer extractable (checked every `check_every` steps), instead of a number of epochs sized for TinyMem.
-STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "check_every": 10, "batch_size": 8}
+# longer extractable (checked every `forget_check_every` steps), instead of a number of epochs sized for TinyMem.
+STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "forget_check_every": 10, "batch_size": 8}
 METHOD_DEFAULTS = {"subnet": STEP_SCHEDULED, "balanced_subnet": STEP_SCHEDULED}
 
 
@@ -124,7 +124,8 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
         eval_rows, _ = windows_of(eval_data, tokenizer, 1, eval_block - 1, text_column=text_column)
 
     ppl_before = held_out_perplexity(model, eval_rows)
-    base = {"base_fingerprint": model_fingerprint(model), "base_weight_sums": weight_sums(model)}  # before peft wraps it
+    # taken before peft wraps the model's layers (that changes its state dict)
+    base = {"base_fingerprint": model_fingerprint(model), "base_weight_sums": weight_sums(model)}
     started = time.perf_counter()
     peft_model = unlearn(model, config, forget_rows, retain_rows if needs_retain else None, progress=progress)
     seconds = time.perf_counter() - started

@@ -5,7 +5,8 @@ Each MLP's hidden units split into *general* units (always on) and a *pool* (mem
 A key owns a pseudo-random `p_mem` share of the pool, drawn from a counter-based hash of (key, unit, salt):
 nothing is stored, no RNG is touched, and the same key gets the same units in every epoch, process and run.
 The mask multiplies the input of every block's MLP down projection (GPT-2 `mlp.c_proj`, Llama-family
-`mlp.down_proj`) through a forward pre-hook, so a masked unit contributes nothing and gets no gradient.
+`mlp.down_proj`, GPT-NeoX `mlp.dense_4h_to_h`, ...: any layout `hf_memmit.models.mlp.find_mlps` knows) through
+a forward pre-hook, so a masked unit contributes nothing and gets no gradient.
 
 Modes (`TiedDropout.mode`): in training the key's own mask (general x 1, own pool units x 1, others x 0,
 no rescaling, as both references); at evaluation `all` (pool units x p_mem, the mean field), `drop` (pool
@@ -30,6 +31,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import RemoveColumnsCollator
 
+from ..models.mlp import find_mlps, in_features, is_transposed
 from ..utils import check_choice, check_range
 
 MODES = ("all", "drop", "seq")
@@ -37,9 +39,6 @@ RESCALES = ("none", "code", "mass")
 LAYOUTS = ("first", "hashed")
 HASHES = ("splitmix64",)
 CONFIG_ATTR = "tied_dropout"  # model.config attribute holding the config, so checkpoints remember it
-# MLP down projections by module name: GPT-2 (Conv1D; its attention also has a `c_proj`, hence `.mlp.`) and
-# Llama-family models (nn.Linear after act(gate) * up).
-DEFAULT_TARGETS = r".*\.mlp\.(c_proj|down_proj)"
 
 _MASK63 = (1 << 63) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -59,7 +58,9 @@ class TiedDropoutConfig:
         per_layer: draw a key's units per layer; False (upstream) uses the same unit indices in every layer.
         salt: mixed into the hash; a different salt gives unrelated masks.
         hash: the key -> units hash (`splitmix64`: a counter-based 64-bit mix of (key, unit, salt, layer)).
-        target_modules: regex (full match) of the down projections to hook; None: GPT-2 and Llama-family MLPs.
+        target_modules: regex (full match) of the down projections to hook; None: every block's MLP down
+            projection, found by module structure (`hf_memmit.models.mlp.find_mlps`: GPT-2, Llama family,
+            Qwen, Gemma, GPT-NeoX/Pythia, Falcon, Phi, ...).
     """
 
     p_gen: float = 0.7
@@ -142,22 +143,17 @@ def general_units(n_units: int, p_gen: float, layout: str = "first", salt: int =
 # ---- the hooks --------------------------------------------------------------------------------------------
 
 def down_projections(model: nn.Module, target_modules: str | None = None) -> list[tuple[str, nn.Module]]:
-    pattern = re.compile(target_modules or DEFAULT_TARGETS)
+    """(name, module) of the MLP down projections to hook, in block order: the model's own (`find_mlps`) by
+    default, else the modules whose full name matches the regex `target_modules`."""
+    if target_modules is None:
+        return [(block.down_name, block.down) for block in find_mlps(model)]
+    pattern = re.compile(target_modules)
     found = [(n, m) for n, m in model.named_modules() if pattern.fullmatch(n)]
     if not found:
         raise ValueError(f"no module of {type(model).__name__} matches target_modules={pattern.pattern!r}; allowed: "
                          "a regex over module names such as 'transformer.h.0.mlp.c_proj' or "
                          "'model.layers.0.mlp.down_proj'")
     return found
-
-
-def _in_features(module: nn.Module) -> int:
-    if isinstance(module, nn.Linear):
-        return module.in_features
-    weight = getattr(module, "weight", None)
-    if weight is not None and type(module).__name__ == "Conv1D":  # transformers Conv1D: weight (in, out)
-        return weight.shape[0]
-    raise TypeError(f"{type(module).__name__} is not an nn.Linear or transformers Conv1D down projection")
 
 
 class TiedDropout:
@@ -173,7 +169,7 @@ class TiedDropout:
         self.config = config
         self.model_config = getattr(model, "config", None)
         self.targets = down_projections(model, config.target_modules)
-        widths = {_in_features(m) for _, m in self.targets}
+        widths = {in_features(m) for _, m in self.targets}
         if len(widths) != 1:
             raise ValueError(f"the hooked down projections have different widths {sorted(widths)}; allowed: one width")
         self.n_units = widths.pop()
@@ -232,10 +228,10 @@ class TiedDropout:
             w = module.weight
             with self.mode(mode, rescale=rescale, exclude=exclude):
                 scale = self._scale(layer, w, training=False)
-            if isinstance(module, nn.Linear):  # weight (out, in): scale the input columns
-                w.mul_(scale[None, :])
-            else:  # Conv1D weight (in, out): scale the input rows
+            if is_transposed(module):  # Conv1D weight (in, out): scale the input rows
                 w.mul_(scale[:, None])
+            else:  # nn.Linear weight (out, in): scale the input columns
+                w.mul_(scale[None, :])
         self.remove()
         if hasattr(self.model_config, CONFIG_ATTR):  # a merged model must not be hooked again on load
             delattr(self.model_config, CONFIG_ATTR)

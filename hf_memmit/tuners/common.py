@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import re
 
 import torch
 from torch import nn
@@ -18,14 +17,6 @@ class MemmitPeftType(str, enum.Enum):
     WEIGHT_MASK = "WEIGHT_MASK"
     NEURON_MASK = "NEURON_MASK"
 
-
-# Model types whose MLP we know by name. GPT-2's attention has a `c_proj` too, so the GPT-2 patterns
-# are anchored on `.mlp.`; regexes are matched against the full module name (peft uses re.fullmatch).
-LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "granite")
-WEIGHT_MASK_TARGETS = {"gpt2": r".*\.mlp\.(c_fc|c_proj)"} | {
-    t: r".*\.mlp\.(gate_proj|up_proj|down_proj)" for t in LLAMA_LIKE
-}
-NEURON_MASK_TARGETS = {"gpt2": r".*\.mlp\.c_proj"} | {t: r".*\.mlp\.down_proj" for t in LLAMA_LIKE}
 
 _SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)  # most significant bit first, as numpy.packbits
 
@@ -78,12 +69,20 @@ class StraightThroughMask(torch.autograd.Function):
         return grad, None
 
 
+def mlp_helpers():
+    """`hf_memmit.models.mlp`, the one place that knows where a model's MLP projections are. Imported on use:
+    this package is imported first of all (it registers the peft types), before the models package."""
+    from ..models import mlp
+
+    return mlp
+
+
 def layer_index(module_name: str) -> int:
     """Transformer block index in a module name such as `transformer.h.3.mlp.c_proj` (-> 3)."""
-    match = re.search(r"\.(\d+)\.", module_name)
-    if match is None:
+    index = mlp_helpers().block_index(module_name)
+    if index is None:
         raise ValueError(f"module {module_name!r} has no layer index; allowed: names like 'transformer.h.0.mlp.c_proj'")
-    return int(match.group(1))
+    return index
 
 
 def check_maskable(model: nn.Module, base: nn.Module, name: str) -> None:
@@ -106,13 +105,6 @@ def check_maskable(model: nn.Module, base: nn.Module, name: str) -> None:
             f"target module {name!r} is a {type(base).__name__}; allowed: torch.nn.Linear or "
             "transformers Conv1D layers (for example GPT-2 'mlp.c_fc'/'mlp.c_proj', Llama 'mlp.down_proj')"
         )
-
-
-def no_mlp_error(model_type: str | None, known: dict[str, str]) -> ValueError:
-    return ValueError(
-        f"model type {model_type!r} has no supported MLP; allowed model types: {', '.join(sorted(known))}. "
-        "For another architecture pass target_modules= naming its MLP nn.Linear layers explicitly"
-    )
 
 
 def register_zero3_weight(layer: nn.Module, base: nn.Module) -> None:
@@ -155,11 +147,12 @@ def finish_mask_config(config, peft_type: MemmitPeftType) -> None:
         config.exclude_modules = set(config.exclude_modules)
 
 
-def default_targets(peft_config, model_config: dict, mapping: dict[str, str]):
-    """Fill `target_modules` from the per-architecture default when the user gave none."""
+def default_targets(peft_config, model: nn.Module, part: str):
+    """Fill `target_modules` when the user gave none: a regex naming the model's MLP projections (`part="all"`)
+    or its MLP down projections (`"down"`), found by module structure (`hf_memmit.models.mlp.find_mlps`), so
+    any model type with a known MLP layout works. GPT-2 and Llama-family models get the same regexes as
+    before (`.*\\.mlp\\.(c_fc|c_proj)`, `.*\\.mlp\\.(gate_proj|up_proj|down_proj)`, `.*\\.mlp\\.c_proj`,
+    `.*\\.mlp\\.down_proj`). A saved adapter keeps its own target_modules in adapter_config.json."""
     if peft_config.target_modules is None:
-        model_type = model_config.get("model_type")
-        if model_type not in mapping:
-            raise no_mlp_error(model_type, mapping)
-        peft_config.target_modules = mapping[model_type]
+        peft_config.target_modules = mlp_helpers().mlp_target_regex(model, part)
     return peft_config

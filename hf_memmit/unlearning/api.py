@@ -36,8 +36,8 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     only the new adapter active; the model's train/eval mode is restored afterwards. The returned adapter is
     active alone; `peft_model.base_model.set_adapter([...])` combines adapters (their masks multiply).
 
-    Configs with a `check_every` field (Subnet, BalancedSubnet) can stop early: every `check_every` optimizer
-    steps the forget rows are checked with the (k, l) check (k from the forget Dataset's `prompt_length`
+    Configs with a `forget_check_every` field (Subnet, BalancedSubnet) can stop early: every `forget_check_every`
+    optimizer steps the forget rows are checked with the (k, l) check (k from the forget Dataset's `prompt_length`
     column) and fitting stops once none is extractable; the returned model's `unlearning_log` holds the
     checks, and a warning says when the schedule ended with rows still extractable.
     """
@@ -58,10 +58,10 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
         if not method.needs_retain:
             warnings.warn(f"method {method.name!r} uses only the forget set; the retain set is ignored")
 
-    check_every = getattr(config, "check_every", None)
-    lengths = prompt_lengths_of(forget, len(forget_rows)) if check_every else None
+    forget_check_every = getattr(config, "forget_check_every", None)
+    lengths = prompt_lengths_of(forget, len(forget_rows)) if forget_check_every else None
     peft_model = _attach(model, config, adapter_name)
-    stop = ForgetCheck(peft_model, forget_rows.input_ids, lengths) if check_every else None
+    stop = ForgetCheck(peft_model, forget_rows.input_ids, lengths) if forget_check_every else None
     was_training = peft_model.training
     peft_model.eval()
     try:

@@ -1,12 +1,18 @@
-"""Forget/retain rows: input checks, batching and the per-row loss every method optimises or scores."""
+"""Forget/retain rows: input checks, batching and the per-row loss every method optimises or scores (memory-bounded:
+the output embedding runs chunk by chunk, see `row_losses`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -97,18 +103,213 @@ def check_disjoint(forget: Rows, retain: Rows) -> None:
         )
 
 
-def row_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean next-token cross-entropy of each row [B] (labels = input_ids; positions with mask 0 ignored)."""
+# Logits per chunk of the memory-bounded loss: 2**24 fp32 logits are 64 MiB (334 positions of GPT-2's 50,257
+# vocabulary), so a step's logits never exceed that, whatever the batch size and row length.
+LOGITS_PER_CHUNK = 2**24
+_FULL_LOGITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # causal LM -> why it takes the full path
+_WARNED: set[str] = set()
+
+
+def row_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *,
+               valid: torch.Tensor | None = None, chunk_size: int | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy of each row [B] (labels = input_ids; positions with mask 0 ignored).
+
+    `valid` (bool [B, T-1], position t predicting token t+1) picks the scored positions instead of the default
+    `attention_mask[:, 1:]` (all positions without a mask); a row without any scores 0. Differentiable w.r.t.
+    everything in the model, and memory-bounded (see `token_losses`)."""
+    valid = _scored(input_ids, attention_mask, valid)
+    ce = token_losses(model, input_ids, attention_mask, valid=valid, chunk_size=chunk_size)
+    if valid is None:
+        return ce.mean(dim=1)
+    return ce.sum(dim=1) / valid.to(ce.device, ce.dtype).sum(dim=1).clamp_min(1)
+
+
+def token_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *,
+                 valid: torch.Tensor | None = None, chunk_size: int | None = None) -> torch.Tensor:
+    """Next-token cross-entropy per position [B, T-1] in fp32 (position t predicts token t+1), 0 at positions
+    that are not scored (`valid`, default `attention_mask[:, 1:]`; all without a mask).
+
+    Memory-bounded: the model runs with `logits_to_keep=1`, its decoder's last hidden states are caught on the
+    way, and the output embedding (plus any final logit soft-capping or scaling) is applied to `chunk_size`
+    scored positions at a time (default `LOGITS_PER_CHUNK // vocab`) under `torch.utils.checkpoint`, so neither
+    the forward nor the backward holds more than one chunk of logits, instead of [B, T, vocab] fp32 (1.9 GB
+    for GPT-2 at 64 x 150 tokens). Every call checks the split against the model's own logits of the last
+    position; a model where it does not hold (or that has no decoder / output-embedding split) takes the plain
+    full-logits path, with a warning."""
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    ce = F.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
-    if attention_mask is None:
-        return ce.mean(dim=1)
-    valid = attention_mask[:, 1:].to(ce.dtype)
-    return (ce * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+    valid = _scored(input_ids, attention_mask, valid)
+    if chunk_size is not None and (type(chunk_size) is not int or chunk_size < 1):
+        raise ValueError(f"chunk_size={chunk_size!r} is not supported; allowed: an integer >= 1 or None")
+    split = _logit_split(model)
+    ce = None
+    if split is not None:
+        ce = _chunked_losses(model, split, input_ids, attention_mask, valid, chunk_size)
+    if ce is None:
+        ce = _full_losses(model, input_ids, attention_mask, valid)
+        if valid is not None:
+            ce = torch.where(valid, ce, torch.zeros((), dtype=ce.dtype, device=ce.device))
+    return ce
+
+
+def _scored(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+            valid: torch.Tensor | None) -> torch.Tensor | None:
+    """The scored positions as bool [B, T-1] on the rows' device (None: all of them)."""
+    if valid is None:
+        return None if attention_mask is None else attention_mask[:, 1:].to(input_ids.device).bool()
+    if valid.shape != (input_ids.shape[0], input_ids.shape[1] - 1):
+        raise ValueError(f"valid has shape {tuple(valid.shape)}; allowed: [batch, n_tokens - 1] = "
+                         f"{[input_ids.shape[0], input_ids.shape[1] - 1]}")
+    return valid.to(input_ids.device).bool()
+
+
+@dataclass
+class _Split:
+    """logits = post(head(decoder(...).last_hidden_state)), as the causal LM computes them."""
+
+    lm: nn.Module
+    decoder: nn.Module
+    head: nn.Module
+    post: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _causal_lm(model) -> nn.Module:
+    get = getattr(model, "get_base_model", None)  # a PeftModel: the transformers model inside
+    return get() if callable(get) and hasattr(model, "peft_config") else model
+
+
+def _logit_post(lm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What transformers' causal LMs do to the output embedding's result: Gemma 2/3 soft-capping
+    (`final_logit_softcapping`), Cohere's `logit_scale`, Granite's `logits_scaling`, in their own ops."""
+    config = getattr(lm, "config", None)
+    cap = getattr(config, "final_logit_softcapping", None)
+    scale = getattr(lm, "logit_scale", None)
+    divide = getattr(config, "logits_scaling", None)
+    scale = scale if isinstance(scale, (int, float)) and not isinstance(scale, bool) else None
+    divide = divide if isinstance(divide, (int, float)) and not isinstance(divide, bool) else None
+
+    def post(logits: torch.Tensor) -> torch.Tensor:
+        if scale is not None:
+            logits = logits * scale
+        if divide is not None:
+            logits = logits / divide
+        if cap is not None:
+            logits = logits / cap
+            logits = torch.tanh(logits)
+            logits = logits * cap
+        return logits
+
+    return post
+
+
+def _full_path(lm: nn.Module, why: str) -> None:
+    _FULL_LOGITS[lm] = why
+    name = type(lm).__name__
+    if name not in _WARNED:
+        _WARNED.add(name)
+        warnings.warn(f"row_losses: {name} {why}; its losses use the full [batch, tokens, vocab] logits "
+                      "(memory grows with batch x tokens x vocab)", stacklevel=4)
+
+
+def _logit_split(model) -> _Split | None:
+    lm = _causal_lm(model)
+    if lm in _FULL_LOGITS:
+        return None
+    peft_config = getattr(model, "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):
+        return None  # virtual tokens change the positions: keep the model's own path
+    accepts = "logits_to_keep" in _parameters(lm)
+    try:
+        decoder = lm.get_decoder() if accepts and hasattr(lm, "get_decoder") else None
+        head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
+    except Exception:  # noqa: BLE001  (some models raise instead of returning None)
+        decoder = head = None
+    if not (isinstance(decoder, nn.Module) and isinstance(head, nn.Module)) or decoder is lm:
+        _full_path(lm, "has no decoder / output-embedding split with logits_to_keep")
+        return None
+    return _Split(lm, decoder, head, _logit_post(lm))
+
+
+def _hidden_of(output) -> torch.Tensor | None:
+    hidden = getattr(output, "last_hidden_state", None)
+    if hidden is None and isinstance(output, (tuple, list)) and output:
+        hidden = output[0]
+    return hidden if isinstance(hidden, torch.Tensor) else None
+
+
+def _chunked_losses(model, split: _Split, input_ids, attention_mask, valid, chunk_size) -> torch.Tensor | None:
+    """Per-position CE [B, T-1] (0 outside `valid`), or None when the split does not reproduce the model's logits."""
+    caught = []
+    handle = split.decoder.register_forward_hook(lambda module, args, output: caught.append(output))
+    try:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, **_no_cache(split.lm))
+    finally:
+        handle.remove()
+    hidden = _hidden_of(caught[0]) if len(caught) == 1 else None
+    if hidden is None or hidden.shape[:2] != input_ids.shape:
+        _full_path(split.lm, "gives no hidden states of every position from its decoder")
+        return None
+    last = out.logits[:, -1:]
+    with torch.no_grad():
+        mine = split.post(split.head(hidden[:, -1:]))
+        scale = float(last.detach().abs().max().clamp_min(1))
+        tol = max(1e-5, 2 * torch.finfo(last.dtype).eps) * scale
+        if mine.shape != last.shape or float((mine.float() - last.detach().float()).abs().max()) > tol:
+            _full_path(split.lm, "computes its logits other than output_embeddings(decoder hidden states)")
+            return None
+    b, t = input_ids.shape
+    keep = valid if valid is not None else torch.ones(b, t - 1, dtype=torch.bool, device=input_ids.device)
+    rows = hidden[:, :-1][keep]  # [N, H]: only the scored positions
+    targets = input_ids[:, 1:][keep]
+    step = chunk_size or max(1, LOGITS_PER_CHUNK // last.shape[-1])
+
+    def chunk_ce(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(split.post(split.head(h)).float(), y, reduction="none")
+
+    grad = torch.is_grad_enabled() and (rows.requires_grad or any(p.requires_grad for p in split.head.parameters()))
+    pieces = []
+    # split, not slices: the backward joins the chunks' gradients once instead of one rows-sized tensor per chunk
+    for h, y in zip(rows.split(step), targets.split(step)):
+        # recomputed in backward: no chunk's logits are kept alive between the forward and the backward
+        pieces.append(checkpoint(chunk_ce, h, y, use_reentrant=False) if grad else chunk_ce(h, y))
+    per_token = torch.cat(pieces) if pieces else rows.new_zeros(0, dtype=torch.float32)
+    return torch.zeros(b, t - 1, dtype=per_token.dtype, device=per_token.device).masked_scatter(keep, per_token)
+
+
+def _full_losses(model, input_ids, attention_mask, valid) -> torch.Tensor:
+    """The plain path: logits [B, T, V] in fp32, per-position CE [B, T-1]. When the scored positions start late
+    (a prefix) and the model takes `logits_to_keep`, only the logits from the first scored position on."""
+    t = input_ids.shape[1]
+    first = 0
+    if valid is not None and valid.any():
+        first = int(valid.any(dim=0).nonzero()[0])
+    lm = _causal_lm(model)
+    kwargs = _no_cache(lm)
+    if first > 0 and "logits_to_keep" in _parameters(lm):
+        kwargs["logits_to_keep"] = t - first
+    else:
+        first = 0
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+    ce = F.cross_entropy(logits[:, -(t - first):-1].float().transpose(1, 2), input_ids[:, first + 1:],
+                         reduction="none")
+    return F.pad(ce, (first, 0)) if first else ce
+
+
+def _parameters(lm: nn.Module) -> tuple[str, ...]:
+    """Named parameters of the model's forward ('**' when it takes any keyword)."""
+    try:
+        params = inspect.signature(lm.forward).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return ()
+    return tuple("**" if p.kind is inspect.Parameter.VAR_KEYWORD else p.name for p in params)
+
+
+def _no_cache(lm: nn.Module) -> dict:
+    """`use_cache=False` where the forward takes it: a loss needs no key/value cache."""
+    params = _parameters(lm)
+    return {"use_cache": False} if "use_cache" in params or "**" in params else {}
 
 
 def index_batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:

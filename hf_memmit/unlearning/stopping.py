@@ -2,7 +2,7 @@
 
 A fixed number of epochs is sized for one forget set: 5 epochs of batch 64 are 5 optimizer steps on 10 rows
 and hundreds on 10,000. So the trained-mask methods can instead run up to `max_steps` optimizer steps and,
-every `check_every` steps, run the (k, l) check on the forget rows under the current mask; they stop at the
+every `forget_check_every` steps, run the (k, l) check on the forget rows under the current mask; they stop at the
 first check that finds none extractable.
 """
 
@@ -52,7 +52,7 @@ def prompt_lengths_of(forget, n_rows: int) -> list[int]:
     """Per-row prompt length k from a Dataset's `prompt_length` column (what the scan and TinyMem data carry)."""
     columns = getattr(forget, "column_names", None) or []
     if "prompt_length" not in columns:
-        raise ValueError("check_every needs to know each forget row's prompt length k; allowed: a datasets.Dataset "
+        raise ValueError("forget_check_every needs each forget row's prompt length k; allowed: a datasets.Dataset "
                          "with a 'prompt_length' column (the scan's forget set and TinyMem splits have one)")
     lengths = [int(k) for k in forget["prompt_length"]]
     if len(lengths) != n_rows:

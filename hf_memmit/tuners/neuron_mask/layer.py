@@ -6,7 +6,8 @@ import torch
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
-from transformers.pytorch_utils import Conv1D
+
+from ..common import mlp_helpers
 
 
 class NeuronMaskLayer(BaseTunerLayer):
@@ -28,9 +29,12 @@ class NeuronMaskLayer(BaseTunerLayer):
 
     @property
     def n_units(self) -> int:
-        base = self.get_base_layer()
-        # GPT-2 Conv1D stores (in, out); nn.Linear stores (out, in)
-        return base.weight.shape[0] if isinstance(base, Conv1D) else base.weight.shape[1]
+        return mlp_helpers().in_features(self.get_base_layer())
+
+    @property
+    def transposed(self) -> bool:
+        """True when the base layer is a GPT-2 Conv1D (weight (in, out)); nn.Linear stores (out, in)."""
+        return mlp_helpers().is_transposed(self.get_base_layer())
 
     def update_layer(self, adapter_name: str, trainable_coefficients: bool = False, inference_mode: bool = False):
         self.neuron_mask_keep[adapter_name] = torch.ones(self.n_units, dtype=torch.bool)
@@ -94,7 +98,7 @@ class NeuronMaskLinear(nn.Module, NeuronMaskLayer):
             weight = self.get_base_weight()
             scale = self.unit_scale(name, weight.dtype).detach()
             units = (scale != 1).nonzero().squeeze(1)
-            conv = isinstance(self.get_base_layer(), Conv1D)
+            conv = self.transposed
             self._merge_undo[name] = (units, (weight[units] if conv else weight[:, units]).clone())
             merged = weight * (scale[:, None] if conv else scale[None, :])
             if safe_merge and not torch.isfinite(merged).all():
@@ -106,7 +110,7 @@ class NeuronMaskLinear(nn.Module, NeuronMaskLayer):
         if not self.merged:
             warnings.warn("Already unmerged. Nothing to do.")
             return
-        conv = isinstance(self.get_base_layer(), Conv1D)
+        conv = self.transposed
         while self.merged_adapters:
             name = self.merged_adapters.pop()
             if name not in self._merge_undo:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from peft.tuners.tuners_utils import BaseTuner
 
-from ..common import NEURON_MASK_TARGETS, check_maskable, default_targets, layer_index
+from ..common import check_maskable, default_targets, layer_index
 from .layer import NeuronMaskLayer, NeuronMaskLinear
 
 
@@ -13,10 +13,13 @@ class NeuronMaskModel(BaseTuner):
 
     prefix: str = "neuron_mask_"
     tuner_layer_cls = NeuronMaskLayer
-    target_module_mapping = NEURON_MASK_TARGETS
 
     def _prepare_adapter_config(self, peft_config, model_config):
-        return default_targets(peft_config, model_config, self.target_module_mapping)
+        # no per-model-type table: target_modules=None is filled in `_prepare_model`, which sees the model
+        return peft_config
+
+    def _prepare_model(self, peft_config, model):
+        default_targets(peft_config, model, "down")
 
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
         trainable = peft_config.trainable_coefficients

@@ -17,8 +17,10 @@ class WeightMaskConfig(PeftConfig):
 
     Args:
         target_modules: module names (suffix match) or one regex (full match) of the `nn.Linear` / GPT-2
-            `Conv1D` layers to mask. Default: the MLP of the model type (GPT-2 `mlp.c_fc`, `mlp.c_proj`;
-            Llama-family `mlp.gate_proj`, `mlp.up_proj`, `mlp.down_proj`).
+            `Conv1D` layers to mask. Default: every MLP projection of the model, found by module structure and
+            names for any model type (`hf_memmit.models.mlp.find_mlps`; GPT-2 `mlp.c_fc`, `mlp.c_proj`;
+            Llama family `mlp.gate_proj`, `mlp.up_proj`, `mlp.down_proj`; GPT-NeoX `mlp.dense_h_to_4h`,
+            `mlp.dense_4h_to_h`; ...).
         exclude_modules: names or regex left out.
         layers_to_transform, layers_pattern: restrict to some transformer blocks, as in other peft methods.
         method: the unlearning method that fitted the mask (None for a hand-made mask).

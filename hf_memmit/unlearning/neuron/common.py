@@ -2,7 +2,8 @@
 patch every method scores through, suffix losses, and the top-k selection that turns scores into a mask.
 
 A *neuron* (unit) is one input dimension of an MLP's down projection: GPT-2 `mlp.c_proj` (the `mlp.act`
-output), Llama-family `mlp.down_proj` (act(gate) * up). Every method scores the forget rows into a matrix
+output), Llama-family `mlp.down_proj` (act(gate) * up), GPT-NeoX `mlp.dense_4h_to_h`, ... (any layout of
+`hf_memmit.models.mlp.find_mlps`). Every method scores the forget rows into a matrix
 `[n_layer, d_ff]` (one row per masked block, in block order; higher = more responsible for the forget rows),
 and the highest-scoring units are dropped: the neuron-mask adapter multiplies them by 0 at every position,
 which is the same as zeroing their slice of the down-projection weight (the bias is untouched).
@@ -12,24 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from tqdm.auto import tqdm
-from transformers.pytorch_utils import Conv1D
 
+from ...models.mlp import find_mlps, in_features, is_transposed
 from ...tuners import NeuronMaskConfig
-from ...tuners.common import NEURON_MASK_TARGETS, layer_index, no_mlp_error
+from ...tuners.common import layer_index
 from ...utils import check_choice, check_range
-from ..data import Rows, as_rows, index_batches, n_batches
+from ..data import Rows, as_rows, index_batches, n_batches, row_losses
 from ..weight.common import check_int
 
 SELECTIONS = ("per_layer", "global")
@@ -53,7 +51,7 @@ class NeuronMethodConfig(NeuronMaskConfig):
             (MemPi's P). Default 1: every next-token prediction of the row. TinyMem used the whole row for
             Zero/Slim/HC and its prompt length for Act/IG; set e.g. 50 to score only a memorized suffix.
         batch_size: forget rows per forward pass.
-        target_modules etc.: as `NeuronMaskConfig` (default: the model type's MLP down projections).
+        target_modules etc.: as `NeuronMaskConfig` (default: the model's MLP down projections).
     """
 
     ratio: float = field(default=0.01, metadata={"help": "Fraction of MLP units to drop, in (0, 1)."})
@@ -111,28 +109,18 @@ def config_d_ff(config) -> int | None:
     return None
 
 
-def _n_units(module: nn.Module) -> int:
-    base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
-    return base.weight.shape[0] if isinstance(base, Conv1D) else base.weight.shape[1]
-
-
 def find_units(model, adapter_name: str | None = None) -> Units:
     """The down projections of `model`: the layers of neuron-mask adapter `adapter_name` of a PeftModel, or,
-    for a plain model, the modules of its model type's default targets."""
+    for a plain model, every block's MLP down projection (`hf_memmit.models.mlp.find_mlps`)."""
     if adapter_name is not None and isinstance(model, PeftModel):
         named = [(layer_index(n), m) for n, m in model.base_model.down_projections(adapter_name)]
     else:
         base = model.get_base_model() if isinstance(model, PeftModel) else model
-        model_type = getattr(base.config, "model_type", None)
-        if model_type not in NEURON_MASK_TARGETS:
-            raise no_mlp_error(model_type, NEURON_MASK_TARGETS)
-        pattern = NEURON_MASK_TARGETS[model_type]
-        named = sorted(((layer_index(n), m) for n, m in base.named_modules()
-                        if re.fullmatch(pattern, n) and isinstance(m, (nn.Linear, Conv1D, BaseTunerLayer))),
-                       key=lambda item: item[0])
+        named = [(block.layer, block.down) for block in find_mlps(base)]
     if not named:
-        raise ValueError("the model has no MLP down projection to score; allowed: a GPT-2 or Llama-family causal LM")
-    sizes = sorted({_n_units(m) for _, m in named})
+        raise ValueError("the model has no MLP down projection to score; allowed: a causal LM with an MLP in "
+                         "every block (GPT-2, Llama family, GPT-NeoX, ...)")
+    sizes = sorted({in_features(m) for _, m in named})
     if len(sizes) != 1:
         raise ValueError(f"the masked down projections have {sizes} input units; allowed: one d_ff for every block")
     d_ff = sizes[0]
@@ -147,7 +135,7 @@ def find_units(model, adapter_name: str | None = None) -> Units:
 def down_weight(module: nn.Module) -> tuple[torch.Tensor, bool]:
     """The down projection's weight and whether it is a GPT-2 Conv1D ((in, out) layout; nn.Linear is (out, in))."""
     base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
-    return base.weight, isinstance(base, Conv1D)
+    return base.weight, is_transposed(base)
 
 
 def unit_norms(module: nn.Module) -> torch.Tensor:
@@ -217,15 +205,13 @@ def last_logits(model, n: int, **inputs) -> torch.Tensor:
 
 def suffix_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                   prefix_len: int) -> torch.Tensor:
-    """Mean next-token cross-entropy of each row [B] over the scored positions (see `target_mask`)."""
+    """Mean next-token cross-entropy of each row [B] over the scored positions (see `target_mask`): the shared
+    memory-bounded `row_losses` on the causal LM (a PeftModel's active adapters included)."""
     device = device_of(model)
     input_ids = input_ids.to(device)
     attention_mask = None if attention_mask is None else attention_mask.to(device)
-    n = input_ids.shape[1] - prefix_len  # predictions of tokens prefix_len .. T-1
-    logits = last_logits(model, n + 1, input_ids=input_ids, attention_mask=attention_mask)[:, :-1].float()
-    ce = F.cross_entropy(logits.transpose(1, 2), input_ids[:, prefix_len:], reduction="none")
-    valid = target_mask(input_ids, attention_mask, prefix_len)[:, prefix_len - 1:].to(ce.dtype)
-    return (ce * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+    valid = target_mask(input_ids, attention_mask, prefix_len)
+    return row_losses(causal_lm(model), input_ids, attention_mask, valid=valid)
 
 
 def row_batches(rows: Rows, batch_size: int, desc: str, progress: bool) -> Iterator[torch.Tensor]:

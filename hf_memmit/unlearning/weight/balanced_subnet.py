@@ -40,7 +40,7 @@ class BalancedSubnetConfig(SubnetConfig):
             0.5, 0.7, 0.9).
         balance: "paper_sign" (default, faithful) or "weighted".
         ratio: fraction of the targeted weights masked, counted **per tensor** (as Subnet), in (0, 1).
-        epochs, max_steps, check_every, lr, momentum, weight_decay, batch_size, seed: as Subnet.
+        epochs, max_steps, forget_check_every, lr, momentum, weight_decay, batch_size, seed: as Subnet.
     Needs a retain set, disjoint from the forget set.
     """
 

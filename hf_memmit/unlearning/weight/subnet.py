@@ -28,7 +28,7 @@ class SubnetConfig(WeightMethodConfig):
             optimizer steps alone (`max_steps` is then required).
         max_steps: if set, stop after this many optimizer steps even within an epoch (a time budget on CPU;
             None = all `epochs`).
-        check_every: if set, every this many steps run the (k, l) check on the forget rows under the current
+        forget_check_every: if set, every this many steps run the (k, l) check on the forget rows under the current
             mask and stop as soon as none is extractable (needs the forget Dataset's `prompt_length` column;
             see `hf_memmit.unlearning.stopping`). None: no check, run the whole schedule.
         lr, momentum, weight_decay: SGD on the scores (paper: 0.1, 0.9, 5e-4).
@@ -43,7 +43,7 @@ class SubnetConfig(WeightMethodConfig):
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum, in [0, 1)."})
     weight_decay: float = field(default=5e-4, metadata={"help": "SGD weight decay on the scores, >= 0."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (None: epochs)."})
-    check_every: int | None = field(default=None, metadata={
+    forget_check_every: int | None = field(default=None, metadata={
         "help": "Check the forget rows every this many steps; stop when none is extractable (None: off)."})
 
     def __post_init__(self):
@@ -53,8 +53,8 @@ class SubnetConfig(WeightMethodConfig):
                              ">= 1), or give epochs")
         if self.epochs is not None:
             check_int("epochs", self.epochs, 1)
-        if self.check_every is not None:
-            check_int("check_every", self.check_every, 1)
+        if self.forget_check_every is not None:
+            check_int("forget_check_every", self.forget_check_every, 1)
         check_range("lr", self.lr, 0.0, float("inf"), low_open=True, high_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("weight_decay", self.weight_decay, 0.0, float("inf"), high_open=True)
@@ -72,7 +72,8 @@ def epochs_of(config: SubnetConfig, batches_per_epoch: int) -> tuple[Iterator[in
 def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator, n_steps: int,
                  loss_of: Callable, progress: bool, stop: Callable[[int], bool] | None = None) -> None:
     """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps`, mask frozen.
-    With `stop` and `config.check_every`, `stop(step)` is asked every `check_every` steps; True ends fitting."""
+    With `stop` and `config.forget_check_every`, `stop(step)` is asked every `forget_check_every` steps; True
+    ends fitting."""
     if config.max_steps is not None:
         n_steps = min(n_steps, config.max_steps)
     steps = itertools.islice(steps, n_steps)
@@ -85,7 +86,8 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
             optimizer.zero_grad()
             loss_of(step).backward()
             optimizer.step()
-            if stop is not None and config.check_every and done % config.check_every == 0 and stop(done):
+            every = config.forget_check_every
+            if stop is not None and every and done % every == 0 and stop(done):
                 break
     finally:
         tuner.fix_scores(adapter_name)
