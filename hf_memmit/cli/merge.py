@@ -27,6 +27,6 @@ def merge(adapter, out, base):
 @one_line_errors
 def convert_gguf_cmd(gguf_file, out):
     """Dequantize a GGUF causal LM once into a plain safetensors checkpoint folder (cached)."""
-    from ..models.load import convert_gguf
+    from ..models.gguf import convert_gguf
 
     console.print(f"converted checkpoint in [bold]{convert_gguf(gguf_file, out)}[/]")

@@ -1,5 +1,7 @@
 from .config import LAYERS, tinymem_config, tinymem_model
-from .load import convert_gguf, load_causal_lm, model_fingerprint, supported_gguf_architectures
+from .gguf import convert_gguf, supported_gguf_architectures
+from .identity import model_fingerprint
+from .load import load_causal_lm
 from .training import (TrainConfig, causal_lm_collator, is_finished, last_complete_checkpoint, make_trainer,
                        train_tinymem)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from peft import PeftConfig, PeftModel
 
-from ..models.load import load_causal_lm, model_fingerprint
+from ..models import load_causal_lm, model_fingerprint
 from .unlearn import RESULT_FILE, weight_sums
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..data.records import load_records
 from ..metrics.scan import ScanResult, scan_records
-from ..models.load import load_causal_lm
+from ..models import load_causal_lm
 
 
 def resolve_model(model, tokenizer=None, *, dtype: str = "auto", device: str = "auto"):

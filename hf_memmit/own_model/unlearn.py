@@ -11,7 +11,7 @@ from pathlib import Path
 from ..data.records import load_records, make_windows, tokenize_records
 from ..metrics import perplexity
 from ..metrics.scan import ScanResult, scan_records, scan_windows
-from ..models.load import model_fingerprint
+from ..models import model_fingerprint
 from ..unlearning import get_method, make_config, unlearn
 from ..utils import atomic_write_json, library_versions
 from .scan import resolve_model
