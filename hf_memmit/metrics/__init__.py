@@ -7,6 +7,7 @@ from .memorization_metric.memorization import Memorization
 from .memsinks import (document_losses, gap_closure, kl_memorization, loss_report, mean_document_loss,
                        memorization_gap, paper_claims)
 from .quality import perplexity, token_accuracy
+from .scan import ScanResult, pad_id, scan_records, scan_windows
 
 # The metric script for `evaluate.load(MEMORIZATION_METRIC_PATH)` (offline, from the installed package).
 MEMORIZATION_METRIC_PATH = str(Path(__file__).parent / "memorization_metric" / "memorization.py")
@@ -14,8 +15,5 @@ MEMORIZATION_METRIC_PATH = str(Path(__file__).parent / "memorization_metric" / "
 __all__ = ["MEMORIZATION_METRIC_PATH", "GreedyMatch", "Memorization", "MemorizationCallback", "MemorizationResult",
            "artifact_pairs", "check_vocab", "compute_precision", "greedy_match", "greedy_match_generate",
            "match_tokens", "measure_memorization", "perplexity", "token_accuracy", "document_losses", "gap_closure",
-           "kl_memorization", "loss_report", "mean_document_loss", "memorization_gap", "paper_claims"]
-
-from .scan import ScanResult, pad_id, scan_records, scan_windows
-
-__all__ += ["ScanResult", "pad_id", "scan_records", "scan_windows"]
+           "kl_memorization", "loss_report", "mean_document_loss", "memorization_gap", "paper_claims",
+           "ScanResult", "pad_id", "scan_records", "scan_windows"]
