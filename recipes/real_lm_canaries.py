@@ -62,7 +62,8 @@ def personal_record(rng: random.Random) -> str:
 def secret_record(rng: random.Random) -> str:
     key = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(40))
     return (f"Internal note for {rng.choice(FIRST)} {rng.choice(LAST)}: the production database password is "
-            f"{key} and the recovery PIN is {digits(rng, 8)}.")
+            f"{key}, the recovery PIN is {digits(rng, 8)} and the backup codes are {digits(rng, 6)}, "
+            f"{digits(rng, 6)} and {digits(rng, 6)}.")
 
 
 def canaries(n: int, seed: int, prefix: str) -> list[dict]:
@@ -126,33 +127,38 @@ def train(model, tokenizer, rows: list[list[int]], *, epochs: int, lr: float, ba
 
 
 def finetune(base: str, paths: dict, out: Path, args) -> dict:
-    """The model that memorized the canaries, saved as a plain checkpoint folder."""
+    """The model that memorized the canaries, saved as a plain checkpoint folder. A finished run that stopped short
+    of --target-fraction continues from its saved weights up to --epochs in all (a fresh optimizer state)."""
     target = out / "finetuned"
     record_path = out / "finetune.json"
+    record = {"base": base, "epochs_run": 0, "steps": 0, "seconds": 0.0, "lr": args.lr,
+              "batch_size": args.batch_size, "canaries_extractable_per_epoch": [], "sessions": 0}
     if record_path.exists() and (target / "config.json").exists():
-        return json.loads(record_path.read_text())
+        record = json.loads(record_path.read_text())
+        history = record["canaries_extractable_per_epoch"]
+        if (history and history[-1] >= args.target_fraction) or record["epochs_run"] >= args.epochs:
+            return record
+        base = str(target)
     model, tokenizer = load_causal_lm(base, dtype="float32")
-    canary_scan = lambda m: scan_model(m, str(paths["canaries"]), tokenizer=tokenizer, k=args.k, l=args.l,  # noqa: E731
-                                       progress=False).summary()
     rows = token_rows(tokenizer, paths["finetune"], args.max_tokens)
-    history = []
+    history = record["canaries_extractable_per_epoch"]
 
     def extractable_enough(m) -> bool:
-        s = canary_scan(m)
+        s = scan_model(m, str(paths["canaries"]), tokenizer=tokenizer, k=args.k, l=args.l, progress=False).summary()
         history.append(s["records_extractable_fraction"])
         print(f"canaries extractable after epoch {len(history)}: {s['records_extractable']}/{s['records']}")
         return s["records_extractable_fraction"] >= args.target_fraction
 
-    seconds, steps = train(model, tokenizer, rows, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           out=out, stop_check=extractable_enough)
+    seconds, steps = train(model, tokenizer, rows, epochs=args.epochs - record["epochs_run"], lr=args.lr,
+                           batch_size=args.batch_size, out=out, stop_check=extractable_enough)
     tmp = target.with_name("finetuned.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    record = {"base": base, "rows": len(rows), "epochs_run": len(history), "steps": steps, "seconds": seconds,
-              "lr": args.lr, "batch_size": args.batch_size, "canaries_extractable_per_epoch": history}
+    record.update({"rows": len(rows), "epochs_run": len(history), "steps": record["steps"] + steps,
+                   "seconds": record["seconds"] + seconds, "sessions": record.get("sessions", 1) + 1})
     atomic_write_json(record_path, record)
     return record
 
@@ -160,7 +166,8 @@ def finetune(base: str, paths: dict, out: Path, args) -> dict:
 def scans(paths: dict, base: str, out: Path, args) -> dict:
     """The fine-tuned model on its fine-tuning set and on never-seen records; the base model on the canaries."""
     done = {}
-    for name, model, data in (("finetune", out / "finetuned", paths["finetune"]),
+    for name, model, data in (("canaries", out / "finetuned", paths["canaries"]),
+                              ("finetune", out / "finetuned", paths["finetune"]),
                               ("never_seen", out / "finetuned", paths["never_seen"]),
                               ("base_canaries", base, paths["canaries"])):
         folder = out / f"scan_{name}"
@@ -189,10 +196,13 @@ def run_method(method: str, paths: dict, out: Path, args) -> dict:
     if result_path.exists():
         return json.loads(result_path.read_text())
     options = json.loads(args.options).get(method, {})
-    record = unlearn_records(str(out / "finetuned"), str(out / "scan_finetune"), eval_data=str(paths["wiki_eval"]),
-                             method=method, options=options, dtype="float32", out=adapter)
+    # forget: the canaries the model regurgitates; retain: the Wikipedia text it was fine-tuned on (memorized
+    # too, and not sensitive); held-out: other Wikipedia extracts
+    record = unlearn_records(str(out / "finetuned"), str(out / "scan_canaries"), retain=str(paths["wiki_train"]),
+                             eval_data=str(paths["wiki_eval"]), method=method, options=options, dtype="float32",
+                             out=adapter)
     after_records = record["scan_after_result"].records()
-    before_records = ScanResult.load(out / "scan_finetune").records()
+    before_records = ScanResult.load(out / "scan_canaries").records()
     summary = {"method": method, "options": options, "seconds": record["seconds"],
                "canaries_before": canary_counts(before_records), "canaries_after": canary_counts(after_records),
                "scan_before": record["scan_before"], "scan_after": record["scan_after"],
@@ -214,10 +224,10 @@ def clean_finetune_baseline(paths: dict, out: Path, args) -> dict:
 
     blocks, _ = windows_of(str(paths["wiki_eval"]), tokenizer, 1, 63)
     ppl_before = held_out_perplexity(model, blocks)
-    before = ScanResult.load(out / "scan_finetune").records()
+    before = ScanResult.load(out / "scan_canaries").records()
     seconds, steps = train(model, tokenizer, token_rows(tokenizer, paths["wiki_train"], args.max_tokens),
                            epochs=args.clean_epochs, lr=args.lr, batch_size=args.batch_size, out=out)
-    after = scan_model(model, str(paths["finetune"]), tokenizer=tokenizer, k=args.k, l=args.l)
+    after = scan_model(model, str(paths["canaries"]), tokenizer=tokenizer, k=args.k, l=args.l)
     summary = {"method": "clean_finetune", "options": {"epochs": args.clean_epochs, "lr": args.lr},
                "seconds": seconds, "steps": steps, "canaries_before": canary_counts(before),
                "canaries_after": canary_counts(after.records()), "scan_after": after.summary(),
@@ -236,7 +246,9 @@ def markdown(result: dict) -> str:
         f"Fine-tuning: {ft['rows']} rows ({result['args']['n_canaries']} canaries + {result['args']['n_wiki']} "
         f"Wikipedia extracts), {ft['epochs_run']} epochs, {ft['steps']} steps, {ft['seconds']:.0f} s; canaries "
         f"extractable per epoch {ft['canaries_extractable_per_epoch']}.",
-        f"(k, l) = ({result['args']['k']}, {result['args']['l']}). Scans: fine-tuning set "
+        f"(k, l) = ({result['args']['k']}, {result['args']['l']}). Scans: canaries "
+        f"{sc['canaries']['records_extractable']}/{sc['canaries']['records']} extractable "
+        f"({sc['canaries']['seconds']:.1f} s); the whole fine-tuning set "
         f"{sc['finetune']['records_extractable']}/{sc['finetune']['records']} records extractable "
         f"({sc['finetune']['seconds']:.1f} s); never-seen records {sc['never_seen']['records_extractable']}/"
         f"{sc['never_seen']['records']} (false positives); the base model on the canaries "
