@@ -157,8 +157,11 @@ def finetune(base: str, paths: dict, out: Path, args) -> dict:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    session = {"epochs": len(history) - record["epochs_run"], "steps": steps, "seconds": seconds, "lr": args.lr}
     record.update({"rows": len(rows), "epochs_run": len(history), "steps": record["steps"] + steps,
-                   "seconds": record["seconds"] + seconds, "sessions": record.get("sessions", 1) + 1})
+                   "seconds": record["seconds"] + seconds,
+                   "sessions": record.get("sessions", 1) + 1,
+                   "sessions_detail": record.get("sessions_detail", []) + [session]})
     atomic_write_json(record_path, record)
     return record
 
