@@ -30,17 +30,18 @@ def smollm2():
 
 
 def test_scan_agrees_with_generate_on_200_windows(smollm2):
-    """Wikipedia extracts, each written twice in one record: windows in the second copy are extractable by
-    copying from the first, the others mostly not, so both verdicts are checked."""
+    """240 windows of k = 64, l = 32 from Wikipedia extracts: 120 are 96 tokens of plain text (mostly not
+    extractable), 120 are 48 tokens written twice, so the prompt holds the whole passage and the target can be
+    copied from it (mostly extractable). The scan's verdicts must equal `generate`'s, window for window."""
     from hf_memmit import greedy_match_generate, make_windows, scan_windows, tokenize_records, wiki_offline_texts
 
     _, model, tokenizer = smollm2
-    texts = wiki_offline_texts()[:90]
-    records = Dataset.from_dict({"record_id": [str(i) for i in range(len(texts))],
-                                 "text": [t + "\n" + t for t in texts]})
-    windows, _ = make_windows(tokenize_records(records, tokenizer), k=32, l=32)
-    windows = windows.select(range(min(len(windows), 240)))
-    assert len(windows) >= 200
+    texts = Dataset.from_dict({"record_id": [str(i) for i in range(600)], "text": wiki_offline_texts()[:600]})
+    ids = [t for t in tokenize_records(texts, tokenizer)["input_ids"] if len(t) >= 96]
+    rows = [t[:96] for t in ids[:120]] + [t[:48] * 2 for t in ids[120:240]]
+    assert len(rows) == 240
+    records = Dataset.from_dict({"record_id": [str(i) for i in range(len(rows))], "input_ids": rows})
+    windows, _ = make_windows(records, k=64, l=32)
     scan = scan_windows(model, windows, tokenizer=tokenizer, batch_size=16, progress=False)
     verdicts = scan.windows["extractable"]
     reference = greedy_match_generate(model, windows["prompt_ids"], windows["target_ids"],
