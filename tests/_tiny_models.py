@@ -5,7 +5,19 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from torch import nn
+from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 VOCAB = 14
 
@@ -45,3 +57,36 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# Five MLP layouts: gated nn.Linear (Llama, Qwen2, Gemma 3), GPT-NeoX dense_h_to_4h/dense_4h_to_h, GPT-2 Conv1D.
+ARCHITECTURES = ["llama", "qwen2", "gemma3", "gpt_neox", "gpt2"]
+SIZES = {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+         "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 32, "bos_token_id": 0,
+         "eos_token_id": 0, "pad_token_id": 0, "tie_word_embeddings": False}
+
+
+def _build(arch: str) -> nn.Module:
+    if arch == "llama":
+        return LlamaForCausalLM(LlamaConfig(**SIZES))
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**SIZES))
+    if arch == "gemma3":
+        return Gemma3ForCausalLM(Gemma3TextConfig(**SIZES, head_dim=16, sliding_window=8))
+    if arch == "gpt_neox":
+        sizes = {k: v for k, v in SIZES.items() if k != "num_key_value_heads"}
+        return GPTNeoXForCausalLM(GPTNeoXConfig(**sizes, hidden_dropout=0.0, attention_dropout=0.0))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_inner=64, n_positions=32,
+                                      bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0,
+                                      attn_pdrop=0.0, tie_word_embeddings=False))
+
+
+def tiny_model(arch: str, seed: int = 0) -> nn.Module:
+    """One of ARCHITECTURES: hidden 32, 2 layers, MLP 64, vocab 14, untied, weights x5."""
+    torch.manual_seed(seed)
+    model = _build(arch).eval()
+    with torch.no_grad():  # larger weights than the std-0.02 init, so that masks visibly change the outputs
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5)
+    return model

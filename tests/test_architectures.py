@@ -8,21 +8,9 @@ import copy
 
 import pytest
 import torch
-from _tiny_models import VOCAB, one_thread, token_rows
+from _tiny_models import ARCHITECTURES, VOCAB, one_thread, tiny_model, token_rows
 from peft import PeftModel, get_peft_model
 from torch import nn
-from transformers import (
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
 import hf_memmit  # noqa: F401  (registers the mask tuners with peft)
 from hf_memmit.models.mlp import find_mlps, mlp_target_regex
@@ -30,37 +18,7 @@ from hf_memmit.trainers.tied_dropout import TiedDropoutConfig, attach_tied_dropo
 from hf_memmit.tuners import NeuronMaskConfig, WeightMaskConfig
 from hf_memmit.unlearning import ActConfig, BalancedSubnetConfig, ZeroConfig, unlearn
 
-SIZES = {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-         "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 32, "bos_token_id": 0,
-         "eos_token_id": 0, "pad_token_id": 0, "tie_word_embeddings": False}
-
-
-def _build(arch: str) -> nn.Module:
-    if arch == "llama":
-        return LlamaForCausalLM(LlamaConfig(**SIZES))
-    if arch == "qwen2":
-        return Qwen2ForCausalLM(Qwen2Config(**SIZES))
-    if arch == "gemma3":
-        return Gemma3ForCausalLM(Gemma3TextConfig(**SIZES, head_dim=16, sliding_window=8))
-    if arch == "gpt_neox":
-        sizes = {k: v for k, v in SIZES.items() if k != "num_key_value_heads"}
-        return GPTNeoXForCausalLM(GPTNeoXConfig(**sizes, hidden_dropout=0.0, attention_dropout=0.0))
-    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_inner=64, n_positions=32,
-                                      bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0,
-                                      attn_pdrop=0.0, tie_word_embeddings=False))
-
-
-def tiny(arch: str, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = _build(arch).eval()
-    with torch.no_grad():  # larger weights than the std-0.02 init, so that masks visibly change the outputs
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(5)
-    return model
-
-
-ARCHS = ["llama", "qwen2", "gemma3", "gpt_neox", "gpt2"]
+ARCHS = ARCHITECTURES
 EXPECTED = {  # (layout, down projection of block 1, transposed)
     "llama": ("gated", "model.layers.1.mlp.down_proj", False),
     "qwen2": ("gated", "model.layers.1.mlp.down_proj", False),
@@ -83,7 +41,7 @@ def logits(model, x):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_find_mlps(arch):
-    model = tiny(arch)
+    model = tiny_model(arch)
     blocks = find_mlps(model)
     layout, down, transposed = EXPECTED[arch]
     assert [b.layer for b in blocks] == [0, 1]
@@ -97,11 +55,11 @@ def test_find_mlps(arch):
 
 
 def test_default_targets_are_the_old_ones_for_gpt2_and_llama():
-    assert mlp_target_regex(tiny("gpt2")) == r".*\.mlp\.(c_fc|c_proj)"
-    assert mlp_target_regex(tiny("gpt2"), "down") == r".*\.mlp\.c_proj"
-    assert mlp_target_regex(tiny("llama")) == r".*\.mlp\.(gate_proj|up_proj|down_proj)"
-    assert mlp_target_regex(tiny("llama"), "down") == r".*\.mlp\.down_proj"
-    assert mlp_target_regex(tiny("gpt_neox")) == r".*\.mlp\.(dense_h_to_4h|dense_4h_to_h)"
+    assert mlp_target_regex(tiny_model("gpt2")) == r".*\.mlp\.(c_fc|c_proj)"
+    assert mlp_target_regex(tiny_model("gpt2"), "down") == r".*\.mlp\.c_proj"
+    assert mlp_target_regex(tiny_model("llama")) == r".*\.mlp\.(gate_proj|up_proj|down_proj)"
+    assert mlp_target_regex(tiny_model("llama"), "down") == r".*\.mlp\.down_proj"
+    assert mlp_target_regex(tiny_model("gpt_neox")) == r".*\.mlp\.(dense_h_to_4h|dense_4h_to_h)"
 
 
 def _random_mask(peft_model, kind: str, seed: int = 1) -> None:
@@ -118,7 +76,7 @@ def _random_mask(peft_model, kind: str, seed: int = 1) -> None:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_mask_tuners(arch, kind, tmp_path):
     x = token_rows(3, length=10)
-    model = tiny(arch)
+    model = tiny_model(arch)
     base = logits(model, x)
     config = WeightMaskConfig() if kind == "weight" else NeuronMaskConfig()
     peft_model = get_peft_model(model, config)
@@ -130,13 +88,13 @@ def test_mask_tuners(arch, kind, tmp_path):
     assert not torch.allclose(masked, base, atol=1e-4)
 
     peft_model.save_pretrained(tmp_path / "adapter")
-    loaded = PeftModel.from_pretrained(tiny(arch), tmp_path / "adapter")
+    loaded = PeftModel.from_pretrained(tiny_model(arch), tmp_path / "adapter")
     assert torch.equal(logits(loaded, x), masked)
 
     with peft_model.disable_adapter():
         assert torch.equal(logits(peft_model, x), base)
     merged = peft_model.merge_and_unload()
-    assert type(merged) is type(tiny(arch))
+    assert type(merged) is type(tiny_model(arch))
     assert not any("mask" in n for n, _ in merged.named_modules())
     assert torch.allclose(logits(merged, x), masked, atol=1e-5)
 
@@ -145,14 +103,14 @@ def test_mask_tuners(arch, kind, tmp_path):
 def test_unlearning_methods_run(arch):
     forget, retain = token_rows(8, length=10, seed=1), token_rows(8, length=10, seed=2)
     x = token_rows(2, length=10)
-    base = logits(tiny(arch), x)
-    weight = unlearn(tiny(arch), BalancedSubnetConfig(ratio=0.1, epochs=1, batch_size=4), forget, retain,
+    base = logits(tiny_model(arch), x)
+    weight = unlearn(tiny_model(arch), BalancedSubnetConfig(ratio=0.1, epochs=1, batch_size=4), forget, retain,
                      progress=False)
     masked, total = weight.base_model.masked_count()
     assert total > 0 and masked == sum(int(0.1 * k.numel()) for k in weight.base_model.keep_masks().values())
     assert not torch.allclose(logits(weight, x), base, atol=1e-4)
     for config in (ZeroConfig(ratio=0.1, batch_size=4), ActConfig(ratio=0.1, batch_size=4)):
-        neuron = unlearn(tiny(arch), config, forget, progress=False)
+        neuron = unlearn(tiny_model(arch), config, forget, progress=False)
         keep = neuron.base_model.keep_mask()
         assert keep.shape == (2, 64) and (~keep).sum(dim=1).tolist() == [6, 6]
         assert not torch.allclose(logits(neuron, x), base, atol=1e-4)
@@ -161,7 +119,7 @@ def test_unlearning_methods_run(arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_tied_dropout_attaches(arch):
     x = token_rows(2, length=10)
-    model = tiny(arch)
+    model = tiny_model(arch)
     base = logits(model, x)
     td = attach_tied_dropout(model, TiedDropoutConfig(p_gen=0.5, p_mem=0.5))
     assert [name for name, _ in td.targets] == [b.down_name for b in find_mlps(model)]

@@ -8,8 +8,9 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny_models import ARCHITECTURES as ARCHS
 from _tiny_models import one_thread, token_rows
-from test_architectures import ARCHS, tiny
+from _tiny_models import tiny_model as tiny
 from transformers import Gemma2Config, Gemma2ForCausalLM, GPT2Config, GPT2LMHeadModel
 
 import hf_memmit  # noqa: F401
