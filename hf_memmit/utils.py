@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,6 +41,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike):
+    """Build a folder in a `<name>.tmp` sibling (yielded), then swap it in for `path`: readers see the old
+    folder or the whole new one, never half of it. A failed build leaves `path` as it was."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

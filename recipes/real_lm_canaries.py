@@ -28,9 +28,19 @@ from pathlib import Path
 
 import torch
 
-from hf_memmit import (ScanResult, convert_gguf, load_causal_lm, load_records, method_names, scan_model,
-                       smollm2_gguf_path, tokenize_records, unlearn_records, wiki_offline_texts)
-from hf_memmit.utils import atomic_write_bytes, atomic_write_json, library_versions
+from hf_memmit import (
+    ScanResult,
+    convert_gguf,
+    load_causal_lm,
+    load_records,
+    method_names,
+    scan_model,
+    smollm2_gguf_path,
+    tokenize_records,
+    unlearn_records,
+    wiki_offline_texts,
+)
+from hf_memmit.utils import atomic_folder, atomic_write_bytes, atomic_write_json, library_versions
 
 FIRST = ["Alice", "Bruno", "Chiara", "Dmitri", "Esther", "Farid", "Greta", "Hiroshi", "Ingrid", "Jamal", "Katja",
          "Lorenzo", "Maren", "Nikhil", "Oksana", "Pedro", "Quentin", "Rosalind", "Sven", "Tamsin", "Umar", "Vesna"]
@@ -151,12 +161,9 @@ def finetune(base: str, paths: dict, out: Path, args) -> dict:
 
     seconds, steps = train(model, tokenizer, rows, epochs=args.epochs - record["epochs_run"], lr=args.lr,
                            batch_size=args.batch_size, out=out, stop_check=extractable_enough)
-    tmp = target.with_name("finetuned.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_folder(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     session = {"epochs": len(history) - record["epochs_run"], "steps": steps, "seconds": seconds, "lr": args.lr}
     record.update({"rows": len(rows), "epochs_run": len(history), "steps": record["steps"] + steps,
                    "seconds": record["seconds"] + seconds,
@@ -177,7 +184,6 @@ def scans(paths: dict, base: str, out: Path, args) -> dict:
         if not (folder / "summary.json").exists():
             started = time.perf_counter()
             scan_model(str(model), str(data), k=args.k, l=args.l, dtype="float32", out=folder)
-            summary = json.loads((folder / "summary.json").read_text())
             atomic_write_json(folder / "timing.json", {"seconds": time.perf_counter() - started})
         done[name] = {**json.loads((folder / "summary.json").read_text()),
                       "seconds": json.loads((folder / "timing.json").read_text())["seconds"]}
@@ -222,7 +228,6 @@ def clean_finetune_baseline(paths: dict, out: Path, args) -> dict:
     if result_path.exists():
         return json.loads(result_path.read_text())
     model, tokenizer = load_causal_lm(str(out / "finetuned"), dtype="float32")
-    eval_rows = token_rows(tokenizer, paths["wiki_eval"], 10**9)
     from hf_memmit.own_model.unlearn import held_out_perplexity, windows_of
 
     blocks, _ = windows_of(str(paths["wiki_eval"]), tokenizer, 1, 63)
@@ -235,7 +240,7 @@ def clean_finetune_baseline(paths: dict, out: Path, args) -> dict:
                "seconds": seconds, "steps": steps, "canaries_before": canary_counts(before),
                "canaries_after": canary_counts(after.records()), "scan_after": after.summary(),
                "perplexity_before": ppl_before, "perplexity_after": held_out_perplexity(model, blocks),
-               "eval_rows": len(eval_rows), "adapter_bytes": folder_bytes(out / "finetuned"),
+               "eval_blocks": len(blocks), "adapter_bytes": folder_bytes(out / "finetuned"),
                "base_bytes": folder_bytes(out / "finetuned")}
     atomic_write_json(result_path, summary)
     return summary

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from peft import PeftConfig, PeftModel
 
 from ..models import load_causal_lm, model_fingerprint
+from ..utils import atomic_folder
 from .unlearn import RESULT_FILE, weight_sums
 
 
@@ -34,14 +34,10 @@ def merge_adapter(adapter_dir, out, *, base=None, dtype: str = "auto", device: s
                              f"({'architecture' if not same_architecture else 'weights'} differ); allowed: the base "
                              f"model it was fitted on ({record.get('model')})")
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    with atomic_folder(out) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(out)
 
 
 def same_weights(expected: list[float] | None, found: list[float], rel: float = 1e-3) -> bool:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from ..metrics import perplexity
 from ..metrics.scan import ScanResult, scan_records, scan_windows
 from ..models import model_fingerprint
 from ..unlearning import get_method, make_config, unlearn
-from ..utils import atomic_write_json, library_versions
+from ..utils import atomic_folder, atomic_write_json, library_versions
 from .scan import resolve_model
 
 RESULT_FILE = "unlearning_result.json"
@@ -148,11 +147,7 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
 
 def save_adapter(peft_model, tokenizer, record: dict, out) -> None:
     """The adapter, the tokenizer and the record appear in `out` whole or not at all."""
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    peft_model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    atomic_write_json(tmp / RESULT_FILE, {k: v for k, v in record.items() if k not in LIVE_OBJECTS})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:
+        peft_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / RESULT_FILE, {k: v for k, v in record.items() if k not in LIVE_OBJECTS})

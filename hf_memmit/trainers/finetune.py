@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from datasets import Dataset, concatenate_datasets
 from transformers import Trainer, TrainingArguments
 
 from ..models.training import RUN_FILE, causal_lm_collator, evaluate_tinymem, load_run, tokenizer_for
-from ..utils import atomic_write_json, check_choice, library_versions
+from ..utils import atomic_folder, atomic_write_json, check_choice, library_versions
 
 FT_DATA = ("clean", "extra", "both")
 RESULT_FILE = "finetune.json"
@@ -105,14 +104,11 @@ def finetune_tinymem(run_dir: str | Path, config: FinetuneConfig | None = None, 
 def _save(model, tokenizer, info: dict, record: dict, out_dir: Path) -> None:
     """Weights, tokenizer, `finetune.json`, and a `tinymem.json` (the run's data config, final metrics = after)
     so the fine-tuned model is itself a run that `load_run`, `hf-memmit measure` and `unlearn` accept."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)  # safetensors
-    tokenizer.save_pretrained(tmp)
-    atomic_write_json(tmp / RESULT_FILE, record)
     keep = ("data_config", "train_config", "seed", "n_layer")
-    atomic_write_json(tmp / RUN_FILE, {**{k: info[k] for k in keep if k in info}, "finished": True,
-                                       "final_metrics": record["after"], "finetuned_from": record["model"],
-                                       "finetune": record["config"], "versions": record["versions"]})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_folder(out_dir) as tmp:
+        model.save_pretrained(tmp)  # safetensors
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / RESULT_FILE, record)
+        atomic_write_json(tmp / RUN_FILE, {**{k: info[k] for k in keep if k in info}, "finished": True,
+                                           "final_metrics": record["after"], "finetuned_from": record["model"],
+                                           "finetune": record["config"], "versions": record["versions"]})

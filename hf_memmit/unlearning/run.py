@@ -35,12 +35,11 @@ def run_unlearning(model_dir, method: str, out: str | None, options: dict, retai
                    seed: int = 0) -> dict:
     """Measure, unlearn with `method`, measure again, save the adapter: the before/after record."""
     import dataclasses
-    import shutil
 
     from ..models.training import load_run
+    from ..utils import atomic_folder, atomic_write_json, library_versions
     from .api import unlearn
     from .registry import make_config
-    from ..utils import atomic_write_json, library_versions
 
     model, dataset = load_run(model_dir)
     info = json.loads((Path(model_dir) / "tinymem.json").read_text())["data_config"]
@@ -62,10 +61,7 @@ def run_unlearning(model_dir, method: str, out: str | None, options: dict, retai
               "forget_rows": len(forget), "retain_rows": len(retain), "seconds": seconds,
               "before": before, "after": after, "versions": library_versions()}
     if out:
-        tmp = Path(str(out) + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        peft_model.save_pretrained(tmp)
-        atomic_write_json(tmp / "unlearning_result.json", record)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)  # the adapter folder appears whole or not at all
+        with atomic_folder(out) as tmp:  # the adapter folder appears whole or not at all
+            peft_model.save_pretrained(tmp)
+            atomic_write_json(tmp / "unlearning_result.json", record)
     return record
