@@ -94,7 +94,8 @@ def test_scan_unlearn_merge(workspace, tmp_path):
         assert record["scan_after"]["records_extractable"] == 0, record["stopping"]
         assert record["stopping"]["stopped_at"] is not None
         assert record["perplexity_before"] > 0 and record["perplexity_after"] > 0
-        assert record["config"]["epochs"] is None and record["config"]["forget_check_every"] == 10
+        assert record["config"]["epochs"] is None and record["config"]["forget_check_every"] == 1
+        assert record["config"]["forget_check_rows"] == 64
 
         res = run("merge", tmp_path / "adapter", "--out", tmp_path / "merged")
         assert res.exit_code == 0, res.output

@@ -92,3 +92,22 @@ def test_step_schedule_needs_max_steps_and_check_needs_prompt_lengths(memorized)
         SubnetConfig(forget_check_every=0)
     with pytest.raises(ValueError, match="prompt_length"):
         unlearn(fresh(state), SubnetConfig(forget_check_every=2), forget, progress=False)
+
+
+def test_sampled_checks_look_at_all_rows_before_stopping(memorized):
+    """With forget_check_rows, a check samples that many rows; the whole set is checked (and fitting stops)
+    only when a sample has none extractable, so the stop still means no forget row is extractable."""
+    state, forget, retain = memorized
+    config = BalancedSubnetConfig(ratio=0.3, epochs=None, max_steps=400, forget_check_every=5, forget_check_rows=2,
+                                  batch_size=4)
+    with one_thread():
+        model = unlearn(fresh(state), config, as_dataset(forget, "f"), as_dataset(retain, "r"), progress=False)
+        log = model.unlearning_log
+        assert log["sample_rows"] == 2 and log["stopped_at"] is not None
+        assert log["checks"][-1] == (log["stopped_at"], 0)
+        assert all(hits > 0 and size == 2 for _, hits, size in log["sampled_checks"])
+        full_steps = {step for step, _ in log["checks"]}
+        assert not full_steps & {step for step, _, _ in log["sampled_checks"]}
+        assert extractable(model, forget) == 0
+    with pytest.raises(ValueError, match="forget_check_rows=0"):
+        SubnetConfig(forget_check_rows=0)

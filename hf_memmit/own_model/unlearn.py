@@ -18,9 +18,14 @@ from .scan import resolve_model
 RESULT_FILE = "unlearning_result.json"
 LIVE_OBJECTS = ("peft_model", "scan_after_result")  # returned to the caller, not written to the record
 
-# Defaults for a forget set of any size: schedule by optimizer steps and stop once the forget windows are no
-# longer extractable (checked every `forget_check_every` steps), instead of a number of epochs sized for TinyMem.
-STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "forget_check_every": 10, "batch_size": 8}
+# Defaults for a forget set of any size: schedule by optimizer steps and stop at the first step after which no
+# forget window is extractable, instead of a number of epochs sized for TinyMem. Checking every step matters on
+# a real LM: on SmolLM2-135M (64 canaries) ratio 0.01 checked every step stopped after 5-7 steps with held-out
+# perplexity lower than before, while checks every 10 steps let the mask overshoot (perplexity +96% to +765%).
+# A check looks at 64 sampled forget windows first, so it stays cheap on 10,000 records. A 1% mask per tensor:
+# the initial mask is random (Ramanujan et al., 2020), and a random 5% of SmolLM2's MLP weights costs far more.
+STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "forget_check_every": 1, "forget_check_rows": 64,
+                  "batch_size": 8, "ratio": 0.01}
 METHOD_DEFAULTS = {"subnet": STEP_SCHEDULED, "balanced_subnet": STEP_SCHEDULED}
 
 

@@ -39,7 +39,9 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     Configs with a `forget_check_every` field (Subnet, BalancedSubnet) can stop early: every `forget_check_every`
     optimizer steps the forget rows are checked with the (k, l) check (k from the forget Dataset's `prompt_length`
     column) and fitting stops once none is extractable; the returned model's `unlearning_log` holds the
-    checks, and a warning says when the schedule ended with rows still extractable.
+    checks, and a warning says when the schedule ended with rows still extractable. With `forget_check_rows`, a
+    check looks at a random sample of that many forget rows first, and at all of them only when the sample has
+    none extractable (a large forget set stays cheap to check often).
     """
     method = get_method(config)
     config = dataclasses.replace(config, **({} if batch_size is None else {"batch_size": batch_size}))
@@ -61,7 +63,8 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     forget_check_every = getattr(config, "forget_check_every", None)
     lengths = prompt_lengths_of(forget, len(forget_rows)) if forget_check_every else None
     peft_model = _attach(model, config, adapter_name)
-    stop = ForgetCheck(peft_model, forget_rows.input_ids, lengths) if forget_check_every else None
+    stop = (ForgetCheck(peft_model, forget_rows.input_ids, lengths, sample_rows=config.forget_check_rows,
+                        seed=config.seed) if forget_check_every else None)
     was_training = peft_model.training
     peft_model.eval()
     try:
@@ -73,10 +76,12 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     if stop is not None:
         peft_model.unlearning_log = stop.report()
         if stop.stopped_at is None:
-            left = stop.history[-1][1] if stop.history else "unknown"
+            last = max(stop.history[-1:] + stop.sampled[-1:], default=None)  # the later of the two kinds
+            left = ("unknown" if last is None else f"{last[1]} of {len(lengths)}" if len(last) == 2
+                    else f"{last[1]} of a sample of {last[2]}")
             warnings.warn(f"{method.name}: reached the end of its schedule (max_steps={config.max_steps}, "
-                          f"epochs={config.epochs}) with {left} of {len(lengths)} forget rows still extractable "
-                          "at the last check; raise max_steps or ratio")
+                          f"epochs={config.epochs}) with {left} forget rows still extractable at the last check; "
+                          "raise max_steps or ratio")
     return peft_model
 
 

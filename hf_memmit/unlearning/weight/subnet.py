@@ -31,6 +31,8 @@ class SubnetConfig(WeightMethodConfig):
         forget_check_every: if set, every this many steps run the (k, l) check on the forget rows under the current
             mask and stop as soon as none is extractable (needs the forget Dataset's `prompt_length` column;
             see `hf_memmit.unlearning.stopping`). None: no check, run the whole schedule.
+        forget_check_rows: if set and smaller than the forget set, a check first looks at a random sample of this
+            many forget rows and checks all of them only when the sample has none extractable. None: all rows.
         lr, momentum, weight_decay: SGD on the scores (paper: 0.1, 0.9, 5e-4).
         batch_size: rows per step (paper: 64). seed: score initialisation and shuffling.
     Uses only the forget set.
@@ -45,6 +47,8 @@ class SubnetConfig(WeightMethodConfig):
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (None: epochs)."})
     forget_check_every: int | None = field(default=None, metadata={
         "help": "Check the forget rows every this many steps; stop when none is extractable (None: off)."})
+    forget_check_rows: int | None = field(default=None, metadata={
+        "help": "Rows sampled per check; all rows are checked only when the sample has none (None: all)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,6 +59,8 @@ class SubnetConfig(WeightMethodConfig):
             check_int("epochs", self.epochs, 1)
         if self.forget_check_every is not None:
             check_int("forget_check_every", self.forget_check_every, 1)
+        if self.forget_check_rows is not None:
+            check_int("forget_check_rows", self.forget_check_rows, 1)
         check_range("lr", self.lr, 0.0, float("inf"), low_open=True, high_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("weight_decay", self.weight_decay, 0.0, float("inf"), high_open=True)
