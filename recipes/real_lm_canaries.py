@@ -199,12 +199,18 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.suffix == ".safetensors")
 
 
+def run_name(method: str, options: dict) -> str:
+    """One result per method and options: 'durable' with its defaults, 'durable__ratio=0.001' with options."""
+    return method + "".join(f"__{key}={value}" for key, value in sorted(options.items()))
+
+
 def run_method(method: str, paths: dict, out: Path, args) -> dict:
-    adapter = out / "adapters" / method
-    result_path = out / "methods" / f"{method}.json"
+    options = json.loads(args.options).get(method, {})
+    name = run_name(method, options)
+    adapter = out / "adapters" / name
+    result_path = out / "methods" / f"{name}.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    options = json.loads(args.options).get(method, {})
     # forget: the canaries the model regurgitates; retain: the Wikipedia text it was fine-tuned on (memorized
     # too, and not sensitive); held-out: other Wikipedia extracts
     record = unlearn_records(str(out / "finetuned"), str(out / "scan_canaries"), retain=str(paths["wiki_train"]),
@@ -212,7 +218,7 @@ def run_method(method: str, paths: dict, out: Path, args) -> dict:
                              out=adapter)
     after_records = record["scan_after_result"].records()
     before_records = ScanResult.load(out / "scan_canaries").records()
-    summary = {"method": method, "options": options, "seconds": record["seconds"],
+    summary = {"method": method, "name": name, "options": options, "seconds": record["seconds"],
                "canaries_before": canary_counts(before_records), "canaries_after": canary_counts(after_records),
                "scan_before": record["scan_before"], "scan_after": record["scan_after"],
                "perplexity_before": record["perplexity_before"], "perplexity_after": record["perplexity_after"],
@@ -251,28 +257,31 @@ def markdown(result: dict) -> str:
     lines = [
         "# Real LM canaries: SmolLM2-135M on 2 CPU cores",
         "",
-        f"Fine-tuning: {ft['rows']} rows ({result['args']['n_canaries']} canaries + {result['args']['n_wiki']} "
+        (f"Fine-tuning: {ft['rows']} rows ({result['args']['n_canaries']} canaries + {result['args']['n_wiki']} "
         f"Wikipedia extracts), {ft['epochs_run']} epochs, {ft['steps']} steps, {ft['seconds']:.0f} s; canaries "
-        f"extractable per epoch {ft['canaries_extractable_per_epoch']}.",
-        f"(k, l) = ({result['args']['k']}, {result['args']['l']}). Scans: canaries "
+        f"extractable per epoch {ft['canaries_extractable_per_epoch']}."),
+        (f"(k, l) = ({result['args']['k']}, {result['args']['l']}). Scans: canaries "
         f"{sc['canaries']['records_extractable']}/{sc['canaries']['records']} extractable "
         f"({sc['canaries']['seconds']:.1f} s); the whole fine-tuning set "
         f"{sc['finetune']['records_extractable']}/{sc['finetune']['records']} records extractable "
         f"({sc['finetune']['seconds']:.1f} s); never-seen records {sc['never_seen']['records_extractable']}/"
         f"{sc['never_seen']['records']} (false positives); the base model on the canaries "
-        f"{sc['base_canaries']['records_extractable']}/{sc['base_canaries']['records']}.",
+        f"{sc['base_canaries']['records_extractable']}/{sc['base_canaries']['records']}."),
         "",
-        "| method | canaries extractable before -> after | memorized % before -> after | held-out ppl before -> "
-        "after | seconds | adapter MB (base MB) |",
-        "|---|---|---|---|---|---|",
+        ("| method | options | canaries extractable before -> after | memorized % before -> after | "
+        "mean token match after | held-out ppl before -> after | seconds | adapter MB (base MB) |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in result["methods"]:
         (b, n), (a, _) = m["canaries_before"], m["canaries_after"]
-        lines.append(f"| {m['method']} | {b}/{n} -> {a}/{n} | {100 * b / n:.2f} -> {100 * a / n:.2f} | "
+        options = ", ".join(f"{k}={v}" for k, v in m.get("options", {}).items()) or "defaults"
+        match = m.get("scan_after", {}).get("mean_token_match")
+        lines.append(f"| {m['method']} | {options} | {b}/{n} -> {a}/{n} | {100 * b / n:.2f} -> {100 * a / n:.2f} | "
+                     f"{'' if match is None else f'{match:.3f}'} | "
                      f"{m['perplexity_before']:.2f} -> {m['perplexity_after']:.2f} | {m['seconds']:.0f} | "
                      f"{m['adapter_bytes'] / 1e6:.2f} ({m['base_bytes'] / 1e6:.0f}) |")
     for p in PAPER_ROWS:
-        lines.append(f"| {p['model']}: {p['method']} | | {p['mem_before']} -> {p['mem_after']} | "
+        lines.append(f"| {p['model']}: {p['method']} | paper | | {p['mem_before']} -> {p['mem_after']} | | "
                      f"{p['ppl_before']} -> {p['ppl_after']} | | |")
     return "\n".join(lines) + "\n"
 
@@ -283,7 +292,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="runs/real_lm_canaries")
     parser.add_argument("--results", default=None, help="Also write RESULTS.json and RESULTS.md.")
     parser.add_argument("--methods", default="all", help="Comma-separated, or 'all'.")
-    parser.add_argument("--options", default="{}", help='Per-method config fields as JSON, e.g. {"act": {"ratio": 0.01}}.')
+    parser.add_argument("--options", default="{}", help='Per-method config fields as JSON, e.g. {"act": {"ratio": 0.01}}; '
+                        "a method run with options is stored as its own result (method__key=value).")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Write the table from every result stored under OUT/methods, run nothing new.")
     parser.add_argument("--n-canaries", type=int, default=64)
     parser.add_argument("--n-wiki", type=int, default=64)
     parser.add_argument("--n-eval", type=int, default=32)
@@ -304,9 +316,12 @@ def main(argv=None) -> None:
     paths = make_data(out, args)
     ft = finetune(base, paths, out, args)
     scan_summaries = scans(paths, base, out, args)
-    methods = method_names() if args.methods == "all" else args.methods.split(",")
-    rows = [run_method(m, paths, out, args) for m in methods]
-    rows.append(clean_finetune_baseline(paths, out, args))
+    if args.report_only:
+        rows = [json.loads(p.read_text()) for p in sorted((out / "methods").glob("*.json"))]
+    else:
+        methods = method_names() if args.methods == "all" else args.methods.split(",")
+        rows = [run_method(m, paths, out, args) for m in methods]
+        rows.append(clean_finetune_baseline(paths, out, args))
     result = {"args": vars(args), "base": base, "finetune": ft, "scans": scan_summaries, "methods": rows,
               "paper_rows": PAPER_ROWS, "versions": library_versions(), "torch_threads": torch.get_num_threads()}
     atomic_write_json(out / "result.json", result)
