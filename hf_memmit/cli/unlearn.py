@@ -25,7 +25,8 @@ from .scan import DEVICES, DTYPES
 @click.option("--k", type=int, default=None, help="With --model and a records file as --forget: prompt tokens (32).")
 @click.option("--l", "l_", type=int, default=None, help="... and target tokens (32). A scan folder keeps its own.")
 @click.option("--method", default="balanced_subnet", show_default=True, help=", ".join(method_names()) + ".")
-@click.option("--ratio", type=float, default=None, help="Fraction masked (default: 0.01 for (balanced_)subnet with --model, else the method's own).")
+@click.option("--ratio", type=float, default=None,
+              help="Fraction masked (default: 0.01 for (balanced_)subnet with --model, else the method's own).")
 @click.option("--epochs", type=int, default=None)
 @click.option("--max-steps", type=int, default=None)
 @click.option("--retain-size", type=int, default=None, help="RUN_DIR: use a random subset of the retain rows.")
