@@ -123,6 +123,22 @@ def test_nothing_to_unlearn_exits_zero(workspace, tmp_path):
     assert not (tmp_path / "adapter").exists()
 
 
+def test_retain_file_whose_ids_collide_with_the_forget_file(workspace, tmp_path):
+    """Two files without ids both get row numbers as record ids ("0@0", ...): only shared text is overlap."""
+    root, _ = workspace
+    texts = lambda seed: [{"text": r["text"]} for r in random_records(4, seed, "")]  # noqa: E731
+    forget = write_jsonl(tmp_path / "forget.jsonl", texts(0))  # the memorized `secret` texts, no ids
+    retain = write_jsonl(tmp_path / "retain.jsonl", texts(1))  # the `public` texts, no ids
+    with one_thread():
+        res = run("unlearn", "--model", root / "model", "--forget", forget, "--retain", retain, "--k", K, "--l", L,
+                  "--set", "ratio=0.3", "--out", tmp_path / "adapter")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "adapter" / "unlearning_result.json").read_text())
+    assert record["scan_before"]["records_extractable"] == 4 and record["scan_after"]["records_extractable"] == 0
+    one_line_error(run("unlearn", "--model", root / "model", "--forget", forget, "--retain", forget, "--k", K,
+                       "--l", L, "--set", "ratio=0.3", "--out", tmp_path / "a"), "overlap", "retain id '0@0'")
+
+
 def test_bad_input_is_one_line(workspace, tmp_path):
     root, files = workspace
     model = root / "model"

@@ -12,6 +12,7 @@ from ..metrics import perplexity
 from ..metrics.scan import ScanResult, scan_records, scan_windows
 from ..models import model_fingerprint
 from ..unlearning import get_method, make_config, unlearn
+from ..unlearning.data import as_rows, check_disjoint
 from ..utils import atomic_folder, atomic_write_json, library_versions
 from .scan import resolve_model
 
@@ -54,16 +55,6 @@ def weight_sums(model) -> list[float]:
 
 def held_out_perplexity(model, rows, batch_size: int = 8) -> float | None:
     return None if rows is None else perplexity(model, rows, batch_size=batch_size)["corpus"]
-
-
-def check_no_overlap(forget, retain) -> None:
-    """A window in both sets enters the loss with both signs and its forget signal cancels."""
-    seen = {tuple(r): i for i, r in zip(forget["id"], forget["input_ids"])}
-    shared = [(i, seen[tuple(r)]) for i, r in zip(retain["id"], retain["input_ids"]) if tuple(r) in seen]
-    if shared:
-        raise ValueError(f"forget and retain overlap in {len(shared)} window(s), e.g. retain {shared[0][0]} = "
-                         f"forget {shared[0][1]}; allowed: disjoint sets (remove the forget records from the "
-                         "retain file)")
 
 
 def clean_records_windows(scan: ScanResult):
@@ -116,9 +107,11 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
 
     if retain is not None:
         retain_rows, _ = windows_of(retain, tokenizer, k, l, text_column=text_column)
-        check_no_overlap(forget_rows, retain_rows)
+        # by tokens: ids ("record@offset") of two files can collide without sharing text
+        check_disjoint(as_rows(forget_rows, "forget"), as_rows(retain_rows, "retain"), by="tokens")
     else:
         retain_rows = clean_records_windows(scan)
+    retain_rows = retain_rows.remove_columns("id")  # so that `unlearn` compares tokens too, not ids
     needs_retain = get_method(method).needs_retain
     if needs_retain and len(retain_rows) == 0:
         raise ValueError(f"method {method!r} needs a retain set and the scan has no non-extractable window to use; "

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils import check_choice
+
 
 @dataclass
 class Rows:
@@ -85,17 +87,21 @@ def _checked(rows: Rows, name: str) -> Rows:
     return rows
 
 
-def check_disjoint(forget: Rows, retain: Rows) -> None:
+def check_disjoint(forget: Rows, retain: Rows, *, by: str = "auto") -> None:
     """Forget and retain must not share rows: a shared row enters the loss with both signs and its forget
-    signal cancels (the reference's retain set held the whole noise set, forget rows included). By `id` when
-    both sets carry one, else by identical token rows."""
-    if forget.ids is not None and retain.ids is not None:
+    signal cancels (the reference's retain set held the whole noise set, forget rows included). `by="auto"`:
+    by `id` when both sets carry one, else by identical token rows; `by="tokens"`: by identical token rows
+    whatever the ids (sets cut from different files, whose ids may collide without sharing text)."""
+    check_choice("by", by, ("auto", "tokens"))
+    if by == "auto" and forget.ids is not None and retain.ids is not None:
         shared = sorted(set(forget.ids) & set(retain.ids), key=str)
         what = "id"
     else:
         seen = {tuple(r) for r in forget.input_ids.tolist()}
         shared = [i for i, r in enumerate(retain.input_ids.tolist()) if tuple(r) in seen]
-        what = "identical input_ids row (retain index)"
+        if retain.ids is not None:
+            shared = [retain.ids[i] for i in shared]
+        what = "identical input_ids row, retain " + ("id" if retain.ids is not None else "index")
     if shared:
         raise ValueError(
             f"forget and retain overlap in {len(shared)} row(s), e.g. {what} {shared[0]!r}; allowed: disjoint sets "
