@@ -98,6 +98,27 @@ def test_chunked_equals_full_logits(name, chunk_size):
     assert_same(model, row_losses(model, x, None, chunk_size=chunk_size), reference(model, x, None))
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_frozen_head_computes_each_chunk_once(name):
+    """With the output embedding frozen (what unlearning does), each chunk's logits are computed once, in the
+    forward pass, with its gradient; losses and gradients stay those of the full logits."""
+    model = build(name)
+    head = model.get_output_embeddings()
+    for p in head.parameters():
+        p.requires_grad_(False)
+    x, mask = rows_and_mask()  # 41 scored positions: 9 chunks of 5
+    calls = []
+    handle = head.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        new = row_losses(model, x, mask, chunk_size=5)
+        grads(model, (new * torch.arange(1, 5)).sum())
+    finally:
+        handle.remove()
+    # the model's own last-position logits, the split check, then 9 chunks (checkpointing would make it 2 + 18)
+    assert len(calls) == 2 + 9, len(calls)
+    assert_same(model, row_losses(model, x, mask, chunk_size=5), reference(model, x, mask))
+
+
 @pytest.mark.parametrize("name", ["gpt2", "llama", "gemma2_softcap"])
 def test_suffix_losses_equal_full_logits(name):
     model = build(name)

@@ -274,14 +274,43 @@ def _chunked_losses(model, split: _Split, input_ids, attention_mask, valid, chun
     def chunk_ce(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(split.post(split.head(h)).float(), y, reduction="none")
 
-    grad = torch.is_grad_enabled() and (rows.requires_grad or any(p.requires_grad for p in split.head.parameters()))
+    head_grad = any(p.requires_grad for p in split.head.parameters())
+    grad = torch.is_grad_enabled() and (rows.requires_grad or head_grad)
+    # a frozen output embedding (unlearning trains masks, not the head) and more than one chunk: take each
+    # chunk's gradient in the forward pass instead of recomputing its logits in the backward
+    fused = grad and not head_grad and rows.shape[0] > step
     pieces = []
     # split, not slices: the backward joins the chunks' gradients once instead of one rows-sized tensor per chunk
     for h, y in zip(rows.split(step), targets.split(step)):
-        # recomputed in backward: no chunk's logits are kept alive between the forward and the backward
-        pieces.append(checkpoint(chunk_ce, h, y, use_reentrant=False) if grad else chunk_ce(h, y))
+        if fused:
+            pieces.append(_HeadLoss.apply(h, y, chunk_ce))
+        elif grad:  # recomputed in backward: no chunk's logits are kept alive between the forward and the backward
+            pieces.append(checkpoint(chunk_ce, h, y, use_reentrant=False))
+        else:
+            pieces.append(chunk_ce(h, y))
     per_token = torch.cat(pieces) if pieces else rows.new_zeros(0, dtype=torch.float32)
     return torch.zeros(b, t - 1, dtype=per_token.dtype, device=per_token.device).masked_scatter(keep, per_token)
+
+
+class _HeadLoss(torch.autograd.Function):
+    """Per-position CE of `loss_of(h, y)` (the output embedding and CE) whose gradient w.r.t. the hidden states
+    is taken in the forward pass. With the output embedding frozen, CE_i depends on h_i alone, so the backward
+    only scales dCE_i/dh_i ([N, H], small) by the incoming gradient: one logits computation per chunk instead
+    of two (checkpointing recomputes them), and no chunk's logits outlive its forward."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, y: torch.Tensor, loss_of: Callable) -> torch.Tensor:
+        with torch.enable_grad():
+            leaf = h.detach().requires_grad_()
+            ce = loss_of(leaf, y)
+            (dh,) = torch.autograd.grad(ce.sum(), leaf)
+        ctx.save_for_backward(dh)
+        return ce.detach()
+
+    @staticmethod
+    def backward(ctx, grad_ce: torch.Tensor):
+        (dh,) = ctx.saved_tensors
+        return (grad_ce[:, None] * dh.float()).to(dh.dtype), None, None
 
 
 def _full_losses(model, input_ids, attention_mask, valid) -> torch.Tensor:
