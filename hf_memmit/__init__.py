@@ -18,10 +18,12 @@ from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, Fine
                        LossTruncationTrainer, MemSinksCollator, MemSinksConfig, MemSinksTrainer, SpectralNormConfig,
                        SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, finetune_tinymem, tied_dropout_mode)
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
-from .unlearning import (METHODS, ActConfig, BalancedSubnetConfig, DurableAggConfig, DurableConfig, GreedyConfig,
-                         HardConcreteConfig, IntegratedGradientsConfig, SecondOrderUnlearningConfig, SlimConfig,
-                         SubnetConfig, ZeroConfig, get_method, make_config, method_names, neuron_scores, run_unlearning,
-                         unlearn)
+from .unlearning import METHODS, get_method, make_config, method_names, neuron_scores, run_unlearning, unlearn
+
+# every registered unlearning method's config class (BalancedSubnetConfig, ZeroConfig, ...): a method file that
+# registers itself is exported here without editing this file
+_METHOD_CONFIGS = {method.config_class.__name__: method.config_class for method in METHODS.values()}
+globals().update(_METHOD_CONFIGS)
 
 __all__ = [
     # data and models
@@ -30,11 +32,9 @@ __all__ = [
     # measurement
     "MEMORIZATION_METRIC_PATH", "Memorization", "MemorizationCallback", "MemorizationResult", "greedy_match",
     "greedy_match_generate", "match_tokens", "measure_memorization", "perplexity", "token_accuracy",
-    # unlearning adapters
-    "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
-    "HardConcreteConfig", "IntegratedGradientsConfig", "MemmitPeftType", "NeuronMaskConfig",
-    "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "WeightMaskConfig", "ZeroConfig", "get_method",
-    "make_config", "method_names", "neuron_scores", "run_unlearning", "unlearn",
+    # unlearning adapters (and, appended below, every registered method's config class)
+    "METHODS", "MemmitPeftType", "NeuronMaskConfig", "WeightMaskConfig", "get_method", "make_config", "method_names",
+    "neuron_scores", "run_unlearning", "unlearn",
     # train-time mitigation
     "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "FinetuneConfig", "LossTruncationConfig",
     "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer", "SpectralNormConfig",
@@ -46,6 +46,7 @@ __all__ = [
     # Hub
     "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
     "suite_model_name",
+    *_METHOD_CONFIGS,
 ]
 
 warn_on_peft_version_gap()  # once per process: a transformers that needs a newer peft than the installed one

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..data import Rows
+from ..registry import register_method
 from .common import (
     NeuronMethodConfig,
     Units,
@@ -80,3 +81,6 @@ def act_scores(model, config: ActConfig, forget: Rows, units: Units, *, progress
 
 def fit_act(model, config: ActConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(act_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(ActConfig, fit_act, score=act_scores)

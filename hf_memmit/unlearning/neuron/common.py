@@ -28,6 +28,7 @@ from ...tuners import NeuronMaskConfig
 from ...tuners.common import layer_index
 from ...utils import check_choice, check_range
 from ..data import Rows, as_rows, index_batches, n_batches, row_losses
+from ..registry import get_method
 from ..weight.common import check_int
 
 SELECTIONS = ("per_layer", "global")
@@ -310,8 +311,6 @@ def neuron_scores(model, config: NeuronMethodConfig, forget, *, batch_size: int 
 
     `model` is a plain causal LM (GPT-2, Llama family) or a PeftModel (scored as it currently computes, active
     adapters included). The model's weights are never changed; it runs in eval mode during scoring."""
-    from ..registry import get_method
-
     method = get_method(config)
     if method.score is None:
         raise ValueError(f"method {method.name!r} has no neuron scores; allowed: a neuron-level method config "

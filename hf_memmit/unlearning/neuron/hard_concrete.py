@@ -10,6 +10,7 @@ import torch
 
 from ...utils import check_range
 from ..data import Rows
+from ..registry import register_method
 from .common import Gates, GateTrainingConfig, Units, check_positive, device_of, fit_with_scores, train_gates
 
 
@@ -89,3 +90,6 @@ def hard_concrete_scores(model, config: HardConcreteConfig, forget: Rows, units:
 def fit_hard_concrete(model, config: HardConcreteConfig, forget, retain, *, adapter_name: str,
                       progress: bool) -> None:
     fit_with_scores(hard_concrete_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(HardConcreteConfig, fit_hard_concrete, score=hard_concrete_scores)

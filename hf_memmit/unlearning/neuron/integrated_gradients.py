@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import Rows, index_batches
+from ..registry import register_method
 from ..weight.common import check_int
 from .common import (
     NeuronMethodConfig,
@@ -223,3 +224,6 @@ def ig_scores(model, config: IntegratedGradientsConfig, forget: Rows, units: Uni
 
 def fit_ig(model, config: IntegratedGradientsConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(ig_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(IntegratedGradientsConfig, fit_ig, score=ig_scores)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..data import Rows
+from ..registry import register_method
 from .common import Gates, GateTrainingConfig, Units, check_positive, fit_with_scores, train_gates
 
 
@@ -64,3 +65,6 @@ def slim_scores(model, config: SlimConfig, forget: Rows, units: Units, *, progre
 
 def fit_slim(model, config: SlimConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(slim_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(SlimConfig, fit_slim, score=slim_scores)

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ...utils import check_range
 from ..data import index_batches, n_batches, row_losses
+from ..registry import register_method
 from .common import WeightMethodConfig, check_int, warn_if_noop
 
 
@@ -107,3 +108,6 @@ def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str
     steps = (i for _ in epochs for i in index_batches(len(forget), config.batch_size, generator))
     train_scores(model, config, adapter_name, steps, n_steps,
                  lambda index: -row_losses(model, *forget.batch(index)).mean(), progress, stop)
+
+
+register_method(SubnetConfig, fit_subnet)
