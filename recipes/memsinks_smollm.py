@@ -196,7 +196,7 @@ def make_trainer(args, model, train_docs, pad_id: int):
     dataset = Dataset.from_dict({"input_ids": train_docs})
     if args.mode == "memsinks":
         return MemSinksTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
-                               memsinks_config=MemSinksConfig(g=args.g, p=args.p))
+                               method_config=MemSinksConfig(g=args.g, p=args.p))
     return Trainer(model=model, args=targs, train_dataset=dataset, data_collator=WithoutSeqIds(collator))
 
 
@@ -326,7 +326,7 @@ def main(argv=None) -> dict:
                         "tokens_per_second": tokens / seconds, "final_loss": state.log_history[-1].get("train_loss")},
               "args": vars(args)}
     if args.mode == "memsinks":
-        result["memsinks_config"] = trainer.memsinks_config.to_dict()
+        result["memsinks_config"] = trainer.method_config.to_dict()
     from hf_memmit.utils import atomic_write_json, library_versions
 
     result["versions"] = library_versions()

@@ -178,7 +178,7 @@ def test_trainer_trains_and_evaluates(tmp_path, arch):
     model = MODELS[arch]().train()
     trainer = MemSinksTrainer(model=model, args=_args(tmp_path), train_dataset=_doc_dataset(),
                               eval_dataset=_doc_dataset(seed=1), data_collator=_collator(),
-                              memsinks_config=MemSinksConfig(g=0.5, p=0.3))
+                              method_config=MemSinksConfig(g=0.5, p=0.3))
     td = trainer.tied_dropout
     calls = []
     unit_mask = td.unit_mask

@@ -171,7 +171,8 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
                  trainer_kwargs: dict | None = None) -> tuple[Trainer, TinyMemMetricsCallback | None]:
     """The Trainer of a TinyMem run (also used by the throughput benchmark, so both time the same path).
 
-    `trainer_cls` / `trainer_kwargs` swap in a Trainer subclass (a regularizer, MemSinks) with its own arguments."""
+    `trainer_cls` / `trainer_kwargs` swap in a Trainer subclass (a regularizer, MemSinks) with its own arguments
+    (a `data_collator` there replaces the default one)."""
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(tinymem_config(data.task, train.n_layer, allow_custom_layers=train.allow_custom_layers,
                                            max_ctx=data.max_ctx))
@@ -191,9 +192,9 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
                                             max(1, round(train.eval_every * steps_per_epoch)), train.eval_batch_size,
                                             on_metrics)
         callbacks = [metrics_cb, *callbacks]
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset["train"], data_collator=causal_lm_collator,
-                          processing_class=tokenizer_for(data.task), callbacks=list(callbacks),
-                          **(trainer_kwargs or {}))
+    kwargs = {"data_collator": causal_lm_collator, **(trainer_kwargs or {})}  # a regularizer may bring its own
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset["train"],
+                          processing_class=tokenizer_for(data.task), callbacks=list(callbacks), **kwargs)
     return trainer, metrics_cb
 
 

@@ -20,6 +20,7 @@ from transformers import Trainer
 from transformers.utils import logging
 
 from ..utils import check_choice
+from .registry import register_regularizer
 from .state import CheckpointedStateMixin
 
 logger = logging.get_logger(__name__)
@@ -117,17 +118,17 @@ class LossQuantile:
 class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     """`Trainer` that drops the highest-loss sequences of each training batch after a warm-up.
 
-    Pass `truncation_config=LossTruncationConfig(...)`. Evaluation losses are never truncated. The training loss
+    Pass `method_config=LossTruncationConfig(...)`. Evaluation losses are never truncated. The training loss
     is the kept sequences' summed token loss over the step's token count (`num_items_in_batch`), the same scale as
     the model's own loss, so before warm-up ends it trains exactly as plain `Trainer`."""
 
     loss_is_scaled_for_ga = True  # divided by the whole step's token count below
     state_file = "loss_truncation_state.safetensors"
 
-    def __init__(self, *args, truncation_config: LossTruncationConfig | None = None, **kwargs):
+    def __init__(self, *args, method_config: LossTruncationConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.truncation_config = truncation_config or LossTruncationConfig()
-        self.quantile = LossQuantile(self.truncation_config)
+        self.method_config = method_config or LossTruncationConfig()
+        self.quantile = LossQuantile(self.method_config)
         self._refreshed_at = -1  # the optimizer step whose cutoff is in use
         self._seen, self._kept = 0, 0  # sequences since the last log
 
@@ -165,8 +166,8 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
             denom = num_items_in_batch / (self.accelerator.num_processes if self.args.average_tokens_across_devices else 1)
         else:
             denom = token_count.sum().clamp(min=1) * self.current_gradient_accumulation_steps
-        if self.truncation_config.normalize == "kept" and self.quantile.truncating:
-            denom = denom * (1 - self.truncation_config.drop_fraction)
+        if self.method_config.normalize == "kept" and self.quantile.truncating:
+            denom = denom * (1 - self.method_config.drop_fraction)
         return denom
 
     def _gather(self, losses: torch.Tensor) -> torch.Tensor:
@@ -189,3 +190,6 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     def load_regularizer_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.quantile.load_state_dict(tensors)
         self._refreshed_at = int(tensors["refreshed_at"])
+
+
+register_regularizer("loss_truncation", LossTruncationConfig, LossTruncationTrainer)

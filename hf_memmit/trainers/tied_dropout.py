@@ -345,11 +345,11 @@ class TiedDropoutTrainer(Trainer):
 
     keys_input = "tied_keys"
 
-    def __init__(self, *args, tied_config: TiedDropoutConfig, **kwargs):
+    def __init__(self, *args, method_config: TiedDropoutConfig, **kwargs):
         super().__init__(*args, **kwargs)
         if self.model is None:
             raise ValueError(f"{type(self).__name__} needs `model=` (model_init is not supported)")
-        self.tied_dropout = attach_tied_dropout(self.model, tied_config)
+        self.tied_dropout = attach_tied_dropout(self.model, method_config)
 
     def keep_columns(self, collator, columns: list[str]):
         """`collator`, receiving `columns` (ids) as well. Trainer's `remove_unused_columns` would drop them
