@@ -11,14 +11,14 @@ from .hub import (load_adapter, load_tinymem, load_tinymem_data, push_adapter, p
 from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
 from .metrics import ScanResult, scan_records, scan_windows
-from .models import (TrainConfig, convert_gguf, load_causal_lm, model_fingerprint, smollm2_gguf_path, tinymem_config,
-                     tinymem_model, train_tinymem)
+from .models import convert_gguf, load_causal_lm, model_fingerprint, smollm2_gguf_path, tinymem_config, tinymem_model
 from .own_model import merge_adapter, scan_model, unlearn_records
-from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, FinetuneConfig, LossTruncationConfig,
+from .tinymem import FinetuneConfig, TrainConfig, finetune_tinymem, run_unlearning, train_tinymem
+from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, LossTruncationConfig,
                        LossTruncationTrainer, MemSinksCollator, MemSinksConfig, MemSinksTrainer, SpectralNormConfig,
-                       SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, finetune_tinymem, tied_dropout_mode)
+                       SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, tied_dropout_mode)
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
-from .unlearning import METHODS, get_method, make_config, method_names, neuron_scores, run_unlearning, unlearn
+from .unlearning import METHODS, get_method, make_config, method_names, neuron_scores, unlearn
 
 # every registered unlearning method's config class (BalancedSubnetConfig, ZeroConfig, ...): a method file that
 # registers itself is exported here without editing this file

@@ -9,7 +9,7 @@ from _tiny_models import one_thread, tiny_gpt2, tiny_llama, token_rows
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from hf_memmit.models.training import causal_lm_collator
+from hf_memmit.tinymem import causal_lm_collator
 from hf_memmit.trainers.loss_truncation import (
     LossQuantile,
     LossTruncationConfig,
@@ -270,7 +270,7 @@ def test_cli_trains_with_a_regularizer(tmp_path, regularizer):
 
 
 def test_finetune_rows(math_noise_tiny):
-    from hf_memmit.trainers.finetune import finetune_rows
+    from hf_memmit.tinymem import finetune_rows
 
     ds = math_noise_tiny
     clean, extra, both = (finetune_rows(ds, d) for d in ("clean", "extra", "both"))
@@ -281,7 +281,7 @@ def test_finetune_rows(math_noise_tiny):
     assert changed and not changed & {tuple(r) for r in both["input_ids"]}  # no noised row is trained on
     with pytest.raises(ValueError, match="data='dirty'"):
         finetune_rows(ds, "dirty")
-    from hf_memmit.trainers.finetune import FinetuneConfig
+    from hf_memmit.tinymem import FinetuneConfig
 
     with pytest.raises(ValueError, match="epochs=0"):
         FinetuneConfig(epochs=0)
@@ -293,7 +293,7 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
 
     import hf_memmit.cli.finetune  # noqa: F401
     from hf_memmit.cli import main
-    from hf_memmit.models.training import load_run
+    from hf_memmit.tinymem import load_run
 
     _, _, run_dir = tiny_trained
     out = tmp_path / "ft-clean"

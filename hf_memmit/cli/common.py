@@ -1,5 +1,5 @@
 """Pieces every `hf-memmit` command shares: the console, metric tables, run-directory names, option parsing.
-The measure/unlearn steps the commands chain together live in `hf_memmit.unlearning.run`."""
+The measure/unlearn steps the commands chain together live in `hf_memmit.tinymem`."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, fa
     from transformers import Trainer
 
     from ..data import TinyMemDataConfig
-    from ..models import TrainConfig, train_tinymem
+    from ..tinymem import TrainConfig, train_tinymem
 
     try:
         data = TinyMemDataConfig(task=task, artifact=artifact, profile=profile, seed=seed, faithful=faithful)

@@ -24,12 +24,11 @@ from .neuron import (  # isort: skip
     neuron_scores,
 )
 from .registry import METHODS, Method, get_method, make_config, method_names, register_method, unregister_method
-from .run import forget_set, measure_model, run_unlearning
 
 __all__ = [
     "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
     "HardConcreteConfig", "IntegratedGradientsConfig", "Method", "NeuronMethodConfig", "Rows",
     "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "ZeroConfig", "as_rows", "check_disjoint",
-    "forget_set", "get_method", "make_config", "measure_model", "method_names", "neuron_scores", "register_method",
-    "row_losses", "run_unlearning", "unlearn", "unregister_method",
+    "get_method", "make_config", "method_names", "neuron_scores", "register_method",
+    "row_losses", "unlearn", "unregister_method",
 ]

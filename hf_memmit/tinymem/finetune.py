@@ -1,5 +1,6 @@
-"""Fine-tuning mitigation (TinyMem §5.2): continue training a memorizing TinyMem model for a few more epochs on
-clean data, with the run's own optimizer settings, through `transformers.Trainer`.
+"""Fine-tuning mitigation (Sakarvadia et al. 2025, "Mitigating Memorization in Language Models"): continue
+training a memorizing TinyMem model for a few more epochs on clean data, with the run's own optimizer settings,
+through `transformers.Trainer`.
 
 - `clean`: the clean twins of the artifact rows (`forget` with `clean_input_ids`);
 - `extra`: every training row that is not an artifact (`retain`: clean main-task rows and the extra tasks);
@@ -12,7 +13,6 @@ the training seconds are recorded apart from the measurements.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,8 +22,11 @@ import torch
 from datasets import Dataset, concatenate_datasets
 from transformers import Trainer, TrainingArguments
 
-from ..models.training import RUN_FILE, causal_lm_collator, evaluate_tinymem, load_run, tokenizer_for
 from ..utils import atomic_folder, atomic_write_json, check_choice, library_versions
+from .evaluate import evaluate_tinymem
+from .run_dir import load_run, read_run_info, write_run_info
+from .train import causal_lm_collator, tokenizer_for
+from .train_config import SCHEDULES
 
 FT_DATA = ("clean", "extra", "both")
 RESULT_FILE = "finetune.json"
@@ -48,7 +51,7 @@ class FinetuneConfig:
 
     def __post_init__(self):
         check_choice("data", self.data, FT_DATA)
-        check_choice("schedule", self.schedule, ("constant", "cosine", "linear"))
+        check_choice("schedule", self.schedule, SCHEDULES)
         for name in ("epochs", "batch_size", "learning_rate"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -82,7 +85,7 @@ def finetune_tinymem(run_dir: str | Path, config: FinetuneConfig | None = None, 
     model (safetensors + tokenizer) and `finetune.json` are written there, the folder appearing whole or not at
     all. Returns the record: before/after metrics, training seconds, sizes, configs."""
     config = config or FinetuneConfig()
-    info = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    info = read_run_info(run_dir)
     task, artifact = info["data_config"]["task"], info["data_config"]["artifact"]
     model, dataset = load_run(run_dir)
     before = evaluate_tinymem(model.eval(), dataset, task, artifact, batch_size)
@@ -109,6 +112,6 @@ def _save(model, tokenizer, info: dict, record: dict, out_dir: Path) -> None:
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / RESULT_FILE, record)
-        atomic_write_json(tmp / RUN_FILE, {**{k: info[k] for k in keep if k in info}, "finished": True,
-                                           "final_metrics": record["after"], "finetuned_from": record["model"],
-                                           "finetune": record["config"], "versions": record["versions"]})
+        write_run_info(tmp, {**{k: info[k] for k in keep if k in info}, "finished": True,
+                             "final_metrics": record["after"], "finetuned_from": record["model"],
+                             "finetune": record["config"], "versions": record["versions"]})
