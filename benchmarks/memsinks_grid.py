@@ -1,5 +1,5 @@
 """MemSinks over the paper's Table-3 grid (g in {0.1, 0.3, 0.5, 0.7} x p in {0.1, 0.3, 0.5}) on the CPU-sized
-recipe, against standard training and the dedup baseline of the same seed (memsinks.md §1.3, §2.3).
+recipe, against standard training and the dedup baseline of the same seed (Ghosal et al. 2025, "Memorization Sinks").
 
     python benchmarks/memsinks_grid.py [--seeds 0 1] [--g 0.1 0.3] [--p 0.3] [--jobs 2] [--runs runs/memsinks_grid]
 

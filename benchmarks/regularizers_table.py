@@ -45,7 +45,7 @@ TRAIN_CELLS = {
 # accuracy on the other tasks.
 FT_CELLS = {"ft_clean": ("clean", None), "ft_extra": ("extra", None), "ft_both": ("both", None),
             "ft_clean_lr5e-4": ("clean", 5e-4)}
-# TinyMem paper, 4-layer math+noise (tinymem.md §5.1, §6.2): (% memorized, % accuracy)
+# Sakarvadia et al. 2025 ("Mitigating Memorization in Language Models"), 4-layer math+noise: (% memorized, % accuracy)
 PAPER = {"plain": (34.73, 96.98), "spectral_norm": (0.05, 96.77), "loss_truncation": (11.96, 95.29),
          "example_tied_dropout": (0.0, 41.6)}
 

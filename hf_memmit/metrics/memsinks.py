@@ -1,4 +1,5 @@
-"""Loss-gap metrics of MemSinks (memsinks.md §2.3) and (k, l) memorization of repeated documents.
+"""Loss-gap metrics of MemSinks (Ghosal et al. 2025, "Memorization Sinks") and (k, l) memorization of repeated
+documents.
 
 - `L_rep`: mean per-token NLL on the repeated documents; `L_ho`: the same on held-out documents of the same
   distribution; `L_val`: on a general validation set. Token-weighted means; each document is scored alone
@@ -75,8 +76,8 @@ L_VAL_TOLERANCE = 0.02  # the project's fidelity goal: validation loss within 2%
 
 
 def paper_claims(memsinks: dict, standard: dict, dedup: dict) -> dict:
-    """The paper's three claims (memsinks.md §2.2) for a sinks-dropped MemSinks model against standard training
-    and the dedup baseline; each argument is a `loss_report` dict (`gap`, `L_val`)."""
+    """The paper's three claims (Ghosal et al. 2025, "Memorization Sinks") for a sinks-dropped MemSinks model
+    against standard training and the dedup baseline; each argument is a `loss_report` dict (`gap`, `L_val`)."""
     closure = gap_closure(memsinks["gap"], standard["gap"])
     return {"gap_closure": closure, "gap_closure_ok": closure >= CLOSURE_FLOOR,
             "L_val_within_2pct": abs(memsinks["L_val"] / standard["L_val"] - 1) <= L_VAL_TOLERANCE,

@@ -1,4 +1,5 @@
-"""Accuracy and perplexity: what a mitigation costs (tinymem.md §4.2-§4.3)."""
+"""Accuracy and perplexity: what a mitigation costs (accuracy on math, perplexity on language, as Sakarvadia
+et al. 2025, "Mitigating Memorization in Language Models", report it)."""
 
 from __future__ import annotations
 

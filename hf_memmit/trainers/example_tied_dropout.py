@@ -1,4 +1,4 @@
-"""Example-tied dropout (Maini et al., ICML 2023) on transformer MLP hidden units. memsinks.md §3.
+"""Example-tied dropout (Maini et al., ICML 2023) on transformer MLP hidden units.
 
 Each training example owns a fixed random `p_mem` share of the memorization units, keyed by a hash of its
 id (the TinyMem `id` column by default); the first `p_gen` of each MLP's hidden units are general and

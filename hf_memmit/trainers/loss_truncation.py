@@ -3,7 +3,7 @@
 After a warm-up of plain log-loss training, sequences whose mean token loss is at or above a running quantile
 of recent per-sequence losses get weight 0: the highest-loss `drop_fraction` of the data, which in TinyMem is
 where the noised rows sit until they are memorized. Differences from the reference `LossDropper`, all
-deliberate (memsinks.md §4.2): the ring buffer, counters and cutoff are saved in checkpoints; non-finite losses
+deliberate: the ring buffer, counters and cutoff are saved in checkpoints; non-finite losses
 are dropped and never enter the buffer (one NaN there stalls the reference silently); the cutoff is refreshed at
 optimizer-step boundaries, so gradient accumulation equals a larger batch; losses are gathered across processes
 before the buffer update, so every rank keeps the same quantile.

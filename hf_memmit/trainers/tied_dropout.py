@@ -1,5 +1,6 @@
 """Tied dropout: a fixed set of MLP hidden units per key (an example, a document), shared by example-tied
-dropout (key = example id) and MemSinks (key = a hash of the document's tokens). memsinks.md §1, §3.
+dropout (key = example id; Maini et al. 2023) and MemSinks (key = a hash of the document's tokens; Ghosal et
+al. 2025, "Memorization Sinks").
 
 Each MLP's hidden units split into *general* units (always on) and a *pool* (memorization units, "sinks").
 A key owns a pseudo-random `p_mem` share of the pool, drawn from a counter-based hash of (key, unit, salt):
@@ -353,8 +354,8 @@ class TiedDropoutTrainer(Trainer):
 
     def keep_columns(self, collator, columns: list[str]):
         """`collator`, receiving `columns` (ids) as well. Trainer's `remove_unused_columns` would drop them
-        before any collator sees them (hf_apis.md §2.3), so turn it off and filter the other columns here, as
-        Trainer would have."""
+        before any collator sees them (`Trainer._remove_unused_columns`), so turn it off and filter the other
+        columns here, as Trainer would have."""
         if not self.args.remove_unused_columns:
             return collator
         self.args.remove_unused_columns = False

@@ -1,4 +1,5 @@
-"""Sequence ids for MemSinks and a collator that carries them through packing (memsinks.md §1.2, §1.6, §1.8).
+"""Sequence ids for MemSinks and a collator that carries them through packing (Ghosal et al. 2025,
+"Memorization Sinks").
 
 Every document gets an id from a hash of its tokens, so exact repeats share an id (and therefore their sinks)
 while near-duplicates do not; a dataset column (`seq_id`) can supply ids instead (a source, an author).

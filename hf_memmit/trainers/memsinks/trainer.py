@@ -1,4 +1,4 @@
-"""MemSinksTrainer: tied dropout keyed by per-token sequence ids (memsinks.md §1.4, §1.8)."""
+"""MemSinksTrainer: tied dropout keyed by per-token sequence ids (Ghosal et al. 2025, "Memorization Sinks")."""
 
 from __future__ import annotations
 
