@@ -293,7 +293,7 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
 
     import hf_memmit.cli.finetune  # noqa: F401
     from hf_memmit.cli import main
-    from hf_memmit.tinymem import load_run
+    from hf_memmit.tinymem import evaluate_tinymem, load_run, read_run_info
 
     _, _, run_dir = tiny_trained
     out = tmp_path / "ft-clean"
@@ -307,5 +307,7 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
     # the clean twins are main-task rows: that task keeps its accuracy (at the run's peak LR it fell 97% -> 84%)
     assert after["accuracy_main"] >= before["accuracy_main"] - 0.05 and after["accuracy"] >= before["accuracy"] - 0.1
     assert record["train_seconds"] > 0 and record["rows"] == 100 and record["config"]["epochs"] == 5
-    model, _ = load_run(out)  # the fine-tuned folder is itself a run
-    assert sum(p.numel() for p in model.parameters()) > 0
+    model, dataset = load_run(out)  # the fine-tuned folder is itself a run: its weights give the "after" numbers
+    again = evaluate_tinymem(model.eval(), dataset, "math", "backdoor")
+    assert again == pytest.approx(after, abs=1e-6)
+    assert read_run_info(out)["finetuned_from"] == str(run_dir)
