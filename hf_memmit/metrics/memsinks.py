@@ -18,8 +18,8 @@ import contextlib
 import math
 
 import torch
-import torch.nn.functional as F
 
+from .cross_entropy import next_token_losses
 from .greedy import compute_precision
 from .memorization import measure_memorization
 
@@ -46,7 +46,7 @@ def document_losses(model, docs: list[list[int]], *, batch_size: int = 16, pad_t
             ids, mask = ids.to(device), mask.to(device)
             with batch_context(idx) if batch_context else contextlib.nullcontext():
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+            nll = next_token_losses(logits, ids) * mask[:, 1:]
             for r, i in enumerate(idx):
                 losses[i] = float(nll[r].sum()) / counts[i]
     return {"loss": losses, "tokens": counts}

@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer
 from transformers.utils import logging
 
+from ..metrics.cross_entropy import next_token_losses
 from ..utils import check_choice
 from .registry import register_regularizer
 from .state import CheckpointedStateMixin
@@ -58,9 +58,8 @@ class LossTruncationConfig:
 def sequence_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
     """(summed token loss, number of predicted tokens) per sequence of a causal LM; labels are unshifted, as
     Hugging Face causal LMs take them, and `ignore_index` positions (padding) do not count."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    tok = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=ignore_index, reduction="none")
-    valid = labels != ignore_index
+    tok = next_token_losses(logits, labels, ignore_index)
+    valid = labels[:, 1:] != ignore_index
     return (tok * valid).sum(1), valid.sum(1)
 
 

@@ -94,15 +94,21 @@ class TiedDropoutConfig:
 
 # ---- keys and the hash ------------------------------------------------------------------------------------
 
+def hash63(data: bytes) -> int:
+    """A 63-bit hash of bytes (blake2b, 8 bytes, little-endian, top bit cleared): stable across processes and
+    runs, unlike Python's salted `hash()`, and a non-negative int64."""
+    digest = hashlib.blake2b(data, digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _MASK63
+
+
 def key_of(value) -> int:
-    """A positive 63-bit key for any example id: blake2b of its string form (stable across processes, unlike
-    Python's salted `hash()`); 0 maps to 1, since key 0 must never occur."""
-    digest = hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & _MASK63) or 1
+    """A positive 63-bit key for any example id: `hash63` of its string form; 0 maps to 1, since key 0 must
+    never occur."""
+    return hash63(str(value).encode("utf-8")) or 1
 
 
 def check_keys(keys) -> torch.Tensor:
-    """Keys as a LongTensor; every key must be > 0 (key 0 owned the whole pool upstream, §1.2)."""
+    """Keys as a LongTensor; every key must be > 0 (key 0 owned the whole pool in the released MemSinks code)."""
     keys = torch.as_tensor(keys, dtype=torch.long)
     if keys.numel() and int(keys.min()) <= 0:
         raise ValueError(f"key {int(keys.min())} is invalid; allowed: integers > 0 (0 would be a degenerate id)")
@@ -391,5 +397,5 @@ class TiedDropoutTrainer(Trainer):
 
 
 __all__ = ["CONFIG_ATTR", "LAYOUTS", "MODES", "RESCALES", "TiedDropout", "TiedDropoutConfig", "TiedDropoutTrainer",
-           "attach_tied_dropout", "check_keys", "down_projections", "general_units", "get_tied_dropout", "key_of",
-           "key_units", "tied_dropout_mode"]
+           "attach_tied_dropout", "check_keys", "down_projections", "general_units", "get_tied_dropout", "hash63",
+           "key_of", "key_units", "tied_dropout_mode"]

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..metrics.cross_entropy import next_token_losses
+
 
 @dataclass
 class Rows:
@@ -292,8 +294,7 @@ def _full_losses(model, input_ids, attention_mask, valid) -> torch.Tensor:
     else:
         first = 0
     logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-    ce = F.cross_entropy(logits[:, -(t - first):-1].float().transpose(1, 2), input_ids[:, first + 1:],
-                         reduction="none")
+    ce = next_token_losses(logits[:, -(t - first):], input_ids[:, first:])
     return F.pad(ce, (first, 0)) if first else ce
 
 
