@@ -1,7 +1,8 @@
 """Neuron-level unlearning methods (after MemPi, Chang et al. 2024): each scores the MLP units on the forget rows
 ([n_layer, d_ff]) and fits a `NeuronMaskConfig` adapter that drops the top-scoring units."""
 
-from .common import NeuronMethodConfig, neuron_scores
+from .config import NeuronMethodConfig
+from .scores import neuron_scores
 
 # importing a method's file registers it; this order is the order `method_names()` lists them
 from .zero import ZeroConfig, fit_zero, zero_scores  # isort: skip

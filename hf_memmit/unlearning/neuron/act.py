@@ -9,19 +9,10 @@ import torch
 
 from ..data import Rows
 from ..registry import register_method
-from .common import (
-    NeuronMethodConfig,
-    Units,
-    check_bool,
-    device_of,
-    fit_with_scores,
-    last_logits,
-    row_batches,
-    target_mask,
-    unit_norms,
-    unit_patch,
-    unscored,
-)
+from .config import NeuronMethodConfig, check_bool
+from .rows import device_of, last_logits, row_batches, target_mask
+from .scores import fit_with_scores
+from .units import Units, unit_norms, unit_patch, unscored
 
 
 @dataclass

@@ -11,7 +11,11 @@ import torch
 from ...utils import check_range
 from ..data import Rows
 from ..registry import register_method
-from .common import Gates, GateTrainingConfig, Units, check_positive, device_of, fit_with_scores, train_gates
+from .config import check_positive
+from .gates import Gates, GateTrainingConfig, train_gates
+from .rows import device_of
+from .scores import fit_with_scores
+from .units import Units
 
 
 @dataclass

@@ -12,18 +12,10 @@ from tqdm.auto import tqdm
 from ..data import Rows, index_batches
 from ..registry import register_method
 from ..weight.common import check_int
-from .common import (
-    NeuronMethodConfig,
-    Units,
-    causal_lm,
-    check_bool,
-    device_of,
-    fit_with_scores,
-    last_logits,
-    target_mask,
-    unit_patch,
-    unscored,
-)
+from .config import NeuronMethodConfig, check_bool
+from .rows import causal_lm, device_of, last_logits, target_mask
+from .scores import fit_with_scores
+from .units import Units, unit_patch, unscored
 
 
 @dataclass

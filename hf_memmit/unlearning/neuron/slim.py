@@ -9,7 +9,10 @@ import torch
 
 from ..data import Rows
 from ..registry import register_method
-from .common import Gates, GateTrainingConfig, Units, check_positive, fit_with_scores, train_gates
+from .config import check_positive
+from .gates import Gates, GateTrainingConfig, train_gates
+from .scores import fit_with_scores
+from .units import Units
 
 
 @dataclass

@@ -12,7 +12,10 @@ from tqdm.auto import tqdm
 from ..data import Rows, index_batches
 from ..registry import register_method
 from ..weight.common import check_int
-from .common import NeuronMethodConfig, Units, device_of, fit_with_scores, suffix_losses, unit_patch, unscored
+from .config import NeuronMethodConfig
+from .rows import device_of, suffix_losses
+from .scores import fit_with_scores
+from .units import Units, unit_patch, unscored
 
 
 @dataclass
