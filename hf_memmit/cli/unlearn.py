@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from ..unlearning import method_names
 from ..tinymem import run_unlearning
+from ..unlearning import method_names
 from .common import RegistryChoice, console, fmt, metrics_table, one_line_errors, parse_options, quiet_datasets
 from .group import main
 from .scan import DEVICES, DTYPES

@@ -6,7 +6,9 @@ that `method_names()` lists the weight-level methods before the neuron-level one
 
 from .api import unlearn
 from .data import Rows, as_rows, check_disjoint, row_losses
-from .weight import (  # isort: skip
+
+# isort: off
+from .weight import (
     BalancedSubnetConfig,
     DurableAggConfig,
     DurableConfig,
@@ -14,7 +16,7 @@ from .weight import (  # isort: skip
     SecondOrderUnlearningConfig,
     SubnetConfig,
 )
-from .neuron import (  # isort: skip
+from .neuron import (
     ActConfig,
     HardConcreteConfig,
     IntegratedGradientsConfig,
@@ -23,6 +25,8 @@ from .neuron import (  # isort: skip
     ZeroConfig,
     neuron_scores,
 )
+# isort: on
+
 from .registry import METHODS, Method, get_method, make_config, method_names, register_method, unregister_method
 
 __all__ = [

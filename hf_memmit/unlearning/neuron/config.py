@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...tuners import NeuronMaskConfig
-from ...utils import check_choice, check_range
-from ..weight.common import check_int
+from ...utils import check_bool, check_choice, check_int, check_range
 
 SELECTIONS = ("per_layer", "global")
 
@@ -50,10 +49,3 @@ class NeuronMethodConfig(NeuronMaskConfig):
                              f"{type(self).__name__}; allowed: False (a fitted neuron mask keeps no coefficients)")
 
 
-def check_bool(name: str, value) -> None:
-    if type(value) is not bool:
-        raise ValueError(f"{name}={value!r} is not supported; allowed: True, False")
-
-
-def check_positive(name: str, value) -> None:
-    check_range(name, value, 0.0, float("inf"), low_open=True, high_open=True)

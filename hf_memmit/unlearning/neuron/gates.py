@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_range
+from ...utils import check_bool, check_int, check_positive, check_range
 from ..data import Rows, index_batches, n_batches
-from ..weight.common import check_int
-from .config import NeuronMethodConfig, check_bool, check_positive
+from .config import NeuronMethodConfig
 from .rows import device_of, suffix_losses
 from .units import Units, unit_patch, unscored
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...utils import check_range
+from ...utils import check_positive, check_range
 from ..data import Rows
 from ..registry import register_method
-from .config import check_positive
 from .gates import Gates, GateTrainingConfig, train_gates
 from .rows import device_of
 from .scores import fit_with_scores

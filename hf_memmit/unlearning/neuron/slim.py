@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...utils import check_positive
 from ..data import Rows
 from ..registry import register_method
-from .config import check_positive
 from .gates import Gates, GateTrainingConfig, train_gates
 from .scores import fit_with_scores
 from .units import Units

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ...utils import check_int
 from ..data import Rows, index_batches
 from ..registry import register_method
-from ..weight.common import check_int
 from .config import NeuronMethodConfig
 from .rows import device_of, suffix_losses
 from .scores import fit_with_scores

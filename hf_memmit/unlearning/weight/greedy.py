@@ -8,9 +8,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ...tuners import n_masked
+from ...utils import check_int
 from ..data import cycle_indices, row_losses, signed_union
 from ..registry import register_method
-from .common import WeightMethodConfig, check_int, grad_of, warn_if_noop, weight_grads
+from .common import WeightMethodConfig, grad_of, warn_if_noop, weight_grads
 
 
 @dataclass

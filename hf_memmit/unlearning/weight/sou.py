@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_range
+from ...utils import check_int, check_range
 from ..data import row_losses
 from ..registry import register_method
-from .common import WeightMethodConfig, check_int, grad_of, top_masks, warn_if_noop, weight_grads
+from .common import WeightMethodConfig, grad_of, top_masks, warn_if_noop, weight_grads
 
 
 @dataclass

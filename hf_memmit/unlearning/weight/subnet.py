@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_range
+from ...utils import check_int, check_range
 from ..data import index_batches, n_batches, row_losses
 from ..registry import register_method
-from .common import WeightMethodConfig, check_int, warn_if_noop
+from .common import WeightMethodConfig, warn_if_noop
 
 
 @dataclass
