@@ -40,6 +40,11 @@ def check_range(name: str, value: float, low: float, high: float, *, low_open=Fa
         raise ValueError(f"{name}={value!r} is out of range; allowed: {lb}{low}, {high}{hb}")
 
 
+def device_of(model):
+    """The device of a model's (first) parameters: where its inputs go."""
+    return next(model.parameters()).device
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
     path = Path(path)

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from ..utils import device_of
 from .cross_entropy import next_token_losses
 from .greedy import compute_precision
 from .memorization import measure_memorization
@@ -34,7 +35,7 @@ def document_losses(model, docs: list[list[int]], *, batch_size: int = 16, pad_t
     """Per document: mean next-token NLL (`loss`) over its `tokens` (= len - 1) predictions, float32."""
     if not docs or any(len(d) < 2 for d in docs):
         raise ValueError("every document needs at least 2 tokens (one prediction); got an empty or 1-token one")
-    device = next(model.parameters()).device
+    device = device_of(model)
     losses, counts = [0.0] * len(docs), [len(d) - 1 for d in docs]
     with compute_precision(model, fp32=True):
         for idx in _batches(len(docs), batch_size):

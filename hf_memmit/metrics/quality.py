@@ -9,6 +9,8 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
+from ..utils import device_of
+
 
 def _batches(rows, batch_size):
     rows = [dict(r) for r in rows]
@@ -20,7 +22,7 @@ def _batches(rows, batch_size):
 
 @torch.no_grad()
 def _shifted(model, batch):
-    ids = torch.tensor([r["input_ids"] for r in batch], device=next(model.parameters()).device)
+    ids = torch.tensor([r["input_ids"] for r in batch], device=device_of(model))
     # rows are full blocks: an explicit all-ones mask also spares GPT-2 its padding check on every call
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, :-1].float()
     return logits, ids[:, 1:]

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..metrics.cross_entropy import next_token_losses
+from ..utils import device_of
 
 
 @dataclass
@@ -138,7 +139,7 @@ def token_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     for GPT-2 at 64 x 150 tokens). Every call checks the split against the model's own logits of the last
     position; a model where it does not hold (or that has no decoder / output-embedding split) takes the plain
     full-logits path, with a warning."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...utils import check_bool
+from ...utils import check_bool, device_of
 from ..data import Rows
 from ..registry import register_method
 from .config import NeuronMethodConfig
-from .rows import device_of, last_logits, row_batches, target_mask
+from .rows import last_logits, row_batches, target_mask
 from .scores import fit_with_scores
 from .units import Units, unit_norms, unit_patch, unscored
 

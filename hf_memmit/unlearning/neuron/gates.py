@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_bool, check_int, check_positive, check_range
+from ...utils import check_bool, check_int, check_positive, check_range, device_of
 from ..data import Rows, index_batches, n_batches
 from .config import NeuronMethodConfig
-from .rows import device_of, suffix_losses
+from .rows import suffix_losses
 from .units import Units, unit_patch, unscored
 
 

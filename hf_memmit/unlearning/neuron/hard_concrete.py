@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...utils import check_positive, check_range
+from ...utils import check_positive, check_range, device_of
 from ..data import Rows
 from ..registry import register_method
 from .gates import Gates, GateTrainingConfig, train_gates
-from .rows import device_of
 from .scores import fit_with_scores
 from .units import Units
 

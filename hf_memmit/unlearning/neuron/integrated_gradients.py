@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_bool, check_int
+from ...utils import check_bool, check_int, device_of
 from ..data import Rows, index_batches
 from ..registry import register_method
 from .config import NeuronMethodConfig
-from .rows import causal_lm, device_of, last_logits, target_mask
+from .rows import causal_lm, last_logits, target_mask
 from .scores import fit_with_scores
 from .units import Units, unit_patch, unscored
 

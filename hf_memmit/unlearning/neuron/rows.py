@@ -11,15 +11,12 @@ from peft import PeftModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from ...utils import device_of
 from ..data import Rows, index_batches, n_batches, row_losses
 
 
 def causal_lm(model) -> nn.Module:
     return model.get_base_model() if isinstance(model, PeftModel) else model
-
-
-def device_of(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def target_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, prefix_len: int) -> torch.Tensor:

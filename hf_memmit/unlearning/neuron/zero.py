@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ...utils import check_int
+from ...utils import check_int, device_of
 from ..data import Rows, index_batches
 from ..registry import register_method
 from .config import NeuronMethodConfig
-from .rows import device_of, suffix_losses
+from .rows import suffix_losses
 from .scores import fit_with_scores
 from .units import Units, unit_patch, unscored
 
