@@ -72,6 +72,15 @@ def gap_closure(gap_method: float, gap_standard: float) -> float:
     return 1.0 - gap_method / gap_standard
 
 
+def closure_row(metrics: dict, standard: dict) -> dict:
+    """One row of a gap-closure table: a model's `loss_report` numbers (with `kl_memorized`) against standard
+    training's."""
+    return {"L_rep": metrics["L_rep"], "L_ho": metrics["L_ho"], "gap": metrics["gap"], "L_val": metrics["L_val"],
+            "gap_closure": gap_closure(metrics["gap"], standard["gap"]),
+            "L_val_vs_standard": metrics["L_val"] / standard["L_val"] - 1,
+            "kl_memorized": metrics["kl_memorized"]["fraction"]}
+
+
 CLOSURE_FLOOR = 0.5  # the paper: sinks dropped closes over half of standard training's gap
 L_VAL_TOLERANCE = 0.02  # the project's fidelity goal: validation loss within 2% of standard training's
 
@@ -122,5 +131,5 @@ def loss_report(model, repeated, heldout, validation=None, **kwargs) -> dict[str
     return out
 
 
-__all__ = ["document_losses", "gap_closure", "kl_memorization", "loss_report", "mean_document_loss",
+__all__ = ["closure_row", "document_losses", "gap_closure", "kl_memorization", "loss_report", "mean_document_loss",
            "memorization_gap"]
