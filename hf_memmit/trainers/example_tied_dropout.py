@@ -4,7 +4,7 @@ Each training example owns a fixed random `p_mem` share of the memorization unit
 id (the TinyMem `id` column by default); the first `p_gen` of each MLP's hidden units are general and
 always on. Features are masked, not sequence positions (the released GPT-2 port masked the wrong dimension),
 and at evaluation the memorization units are dropped (`drop`, with the reference's (p_gen+p_mem)/p_gen
-rescale by default). Built on the tied-dropout core that MemSinks shares (`tied_dropout.py`).
+rescale by default). Built on the tied-dropout core that MemSinks shares (`tied_dropout/`).
 """
 
 from __future__ import annotations
