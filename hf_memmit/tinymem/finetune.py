@@ -18,14 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from datasets import Dataset, concatenate_datasets
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
 from ..utils import atomic_folder, atomic_write_json, check_choice, library_versions
 from .evaluate import evaluate_tinymem
 from .run_dir import load_run, read_run_info, write_run_info
-from .train import causal_lm_collator, tokenizer_for
+from .train import causal_lm_collator, tokenizer_for, training_arguments
 from .train_config import SCHEDULES
 
 FT_DATA = ("clean", "extra", "both")
@@ -69,13 +68,11 @@ def finetune_rows(dataset, data: str) -> Dataset:
 def finetune_trainer(model, rows: Dataset, train_config: dict, config: FinetuneConfig, output_dir: str) -> Trainer:
     """A Trainer continuing `model` on `rows` with the run's AdamW settings (betas 0.9/beta2, weight decay,
     no clipping) and no checkpoints (a few epochs on small data)."""
-    args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size or train_config["batch_size"],
+    args = training_arguments(
+        output_dir, seed=config.seed, weight_decay=train_config["weight_decay"], adam_beta2=train_config["adam_beta2"],
+        num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size or train_config["batch_size"],
         learning_rate=config.learning_rate or train_config["learning_rate"], lr_scheduler_type=config.schedule,
-        weight_decay=train_config["weight_decay"], adam_beta1=0.9, adam_beta2=train_config["adam_beta2"],
-        max_grad_norm=0.0, save_strategy="no", logging_strategy="epoch", report_to="none", seed=config.seed,
-        data_seed=config.seed, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available())
+        save_strategy="no", logging_strategy="epoch", disable_tqdm=True)
     return Trainer(model=model, args=args, train_dataset=rows, data_collator=causal_lm_collator)
 
 

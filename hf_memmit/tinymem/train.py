@@ -30,6 +30,15 @@ def causal_lm_collator(features: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": ids.clone()}
 
 
+def training_arguments(output_dir, *, seed: int, weight_decay: float, adam_beta2: float, **kwargs) -> TrainingArguments:
+    """The optimizer setup every TinyMem training shares (a run and its fine-tuning): AdamW with betas (0.9,
+    adam_beta2), no gradient clipping, no reporting, seeded data order, in-process data loading, the CPU when
+    there is no GPU. `kwargs`: the rest of `TrainingArguments` (epochs, batch size, schedule, saving, ...)."""
+    return TrainingArguments(output_dir=str(output_dir), weight_decay=weight_decay, adam_beta1=0.9,
+                             adam_beta2=adam_beta2, max_grad_norm=0.0, report_to="none", seed=seed, data_seed=seed,
+                             dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), **kwargs)
+
+
 def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
     """Newest `checkpoint-N` that finished saving: Trainer writes `trainer_state.json` last, so a checkpoint
     without it (the run died while saving) is skipped."""
@@ -57,14 +66,13 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
     model = GPT2LMHeadModel(tinymem_config(data.task, train.n_layer, allow_custom_layers=train.allow_custom_layers,
                                            max_ctx=data.max_ctx))
     steps_per_epoch = -(-len(dataset["train"]) // train.batch_size)
-    args = TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=train.epochs, per_device_train_batch_size=train.batch_size,
+    args = training_arguments(
+        output_dir, seed=seed, weight_decay=train.weight_decay, adam_beta2=train.adam_beta2,
+        num_train_epochs=train.epochs, per_device_train_batch_size=train.batch_size,
         learning_rate=train.learning_rate, lr_scheduler_type=train.schedule, warmup_steps=train.warmup,
-        weight_decay=train.weight_decay, adam_beta1=0.9, adam_beta2=train.adam_beta2, max_grad_norm=0.0,
         save_strategy="steps" if save else "no", save_steps=max(1, round(train.save_every * steps_per_epoch)),
-        save_total_limit=2, logging_steps=max(1, steps_per_epoch), report_to="none", seed=seed, data_seed=seed,
-        disable_tqdm=not progress_bar, dataloader_num_workers=0, torch_compile=train.torch_compile,
-        bf16=train.bf16, use_cpu=not torch.cuda.is_available(),
+        save_total_limit=2, logging_steps=max(1, steps_per_epoch), disable_tqdm=not progress_bar,
+        torch_compile=train.torch_compile, bf16=train.bf16,
     )
     metrics_cb = None
     if evaluate:
