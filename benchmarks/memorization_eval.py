@@ -63,11 +63,11 @@ def reference_check(model, prompts, targets, batch_size: int, pad_token_id: int)
 
 
 def load_rows(run_dir, n: int, n_layer: int):
-    from hf_memmit.models.training import load_run
+    from hf_memmit.tinymem import load_run
 
     if run_dir is None:
         from hf_memmit.data import TinyMemDataConfig
-        from hf_memmit.models import TrainConfig, train_tinymem
+        from hf_memmit.tinymem import TrainConfig, train_tinymem
 
         run_dir = Path(tempfile.mkdtemp(prefix="memorization_eval_")) / "run"
         print(f"no --model: training a tiny-profile math+noise model ({n_layer} layers) in {run_dir}")

@@ -1,5 +1,5 @@
 """MemSinks over the paper's Table-3 grid (g in {0.1, 0.3, 0.5, 0.7} x p in {0.1, 0.3, 0.5}) on the CPU-sized
-recipe, against standard training and the dedup baseline of the same seed (memsinks.md §1.3, §2.3).
+recipe, against standard training and the dedup baseline of the same seed (Ghosal et al. 2025, "Memorization Sinks").
 
     python benchmarks/memsinks_grid.py [--seeds 0 1] [--g 0.1 0.3] [--p 0.3] [--jobs 2] [--runs runs/memsinks_grid]
 
@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, md_table, write_results
 
 from hf_memmit.metrics.memsinks import gap_closure, paper_claims
+from hf_memmit.trainers.memsinks import DROP_RESCALES, HEADLINE, OWN_SINKS, PLAIN, SINKS_ON, sinks_dropped
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "memsinks_smollm.py"
 # The CPU scale of issue 8 (benchmarks/results/memsinks_cpu.md): 2.1 M-parameter SmolLM shape, 32 Wikipedia
 # documents repeated 64x among 3,000 general ones, one epoch.
 SHARED = ["--preset", "cpu", "--vocab-top", "8192", "--n-general", "3000", "--n-repeated", "32", "--repeats", "64",
           "--batch-size", "16", "--threads", "1"]
-RESCALES = ("none", "code", "mass")
 
 
 def run_dir(runs: Path, seed: int, name: str) -> Path:
@@ -66,7 +66,7 @@ def load_metrics(out: Path, mode: str) -> dict | None:
 def load_baselines(runs: Path, seed: int) -> tuple[dict, dict] | None:
     """(standard, dedup) metrics of one seed, read once for all its cells; None until both have finished."""
     std, dedup = (load_metrics(run_dir(runs, seed, m), m) for m in ("standard", "dedup"))
-    return (std["plain"], dedup["plain"]) if std and dedup else None
+    return (std[PLAIN], dedup[PLAIN]) if std and dedup else None
 
 
 def cell_row(runs: Path, seed: int, g: float, p: float, baselines: tuple[dict, dict]) -> dict | None:
@@ -76,11 +76,11 @@ def cell_row(runs: Path, seed: int, g: float, p: float, baselines: tuple[dict, d
     ms = json.loads(path.read_text())
     (s, d), m = baselines, ms["metrics"]
     row = {"seed": seed, "g": g, "p": p, "G_standard": s["gap"]}
-    for r in RESCALES:
-        row[f"closure_{r}"] = gap_closure(m[f"sinks_dropped_{r}"]["gap"], s["gap"])
-    head = m["sinks_dropped_none"]
+    for r in DROP_RESCALES:
+        row[f"closure_{r}"] = gap_closure(m[sinks_dropped(r)]["gap"], s["gap"])
+    head = m[HEADLINE]
     claims = paper_claims(head, s, d)
-    row.update({"closure_sinks_on": gap_closure(m["sinks_on"]["gap"], s["gap"]), "G_own_sinks": m["own_sinks"]["gap"],
+    row.update({"closure_sinks_on": gap_closure(m[SINKS_ON]["gap"], s["gap"]), "G_own_sinks": m[OWN_SINKS]["gap"],
                 "L_val": head["L_val"], "L_val_vs_standard": head["L_val"] / s["L_val"] - 1,
                 "L_val_dedup": d["L_val"], "train_seconds": ms["train"]["seconds"]})
     row.update({k: v for k, v in claims.items() if k != "gap_closure"})  # = closure_none

@@ -21,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, md_table, write_results
 
-from hf_memmit.models.training import RUN_FILE, is_finished
-from hf_memmit.trainers.finetune import RESULT_FILE, FinetuneConfig, finetune_tinymem
+from hf_memmit.tinymem import FINETUNE_FILE, FinetuneConfig, finetune_tinymem, is_finished, read_run_info
 
 BASE = ["--task", "math", "--artifact", "noise", "--layers", "4", "--profile", "quick", "--seed", "0"]
 # Hyperparameters (one point each, CPU budget):
@@ -46,7 +45,7 @@ TRAIN_CELLS = {
 # accuracy on the other tasks.
 FT_CELLS = {"ft_clean": ("clean", None), "ft_extra": ("extra", None), "ft_both": ("both", None),
             "ft_clean_lr5e-4": ("clean", 5e-4)}
-# TinyMem paper, 4-layer math+noise (tinymem.md §5.1, §6.2): (% memorized, % accuracy)
+# Sakarvadia et al. 2025 ("Mitigating Memorization in Language Models"), 4-layer math+noise: (% memorized, % accuracy)
 PAPER = {"plain": (34.73, 96.98), "spectral_norm": (0.05, 96.77), "loss_truncation": (11.96, 95.29),
          "example_tied_dropout": (0.0, 41.6)}
 
@@ -64,7 +63,7 @@ def run_train_cell(name: str, runs: Path) -> None:
 def run_ft_cell(name: str, runs: Path) -> None:
     data, lr = FT_CELLS[name]
     out = runs / f"plain-{name.replace('_', '-')}"
-    if (out / RESULT_FILE).exists():
+    if (out / FINETUNE_FILE).exists():
         print(f"{name}: finished, skipped", flush=True)
         return
     if not is_finished(runs / "plain"):
@@ -76,7 +75,7 @@ def run_ft_cell(name: str, runs: Path) -> None:
 def train_row(name: str, runs: Path) -> dict | None:
     if not is_finished(runs / name):
         return None
-    info = json.loads((runs / name / RUN_FILE).read_text())
+    info = read_run_info(runs / name)
     m = info["final_metrics"]
     paper = PAPER.get(name.split("_lambda")[0], (None, None))
     return {"method": name, "settings": " ".join(TRAIN_CELLS[name][2:]) or "-",
@@ -86,7 +85,7 @@ def train_row(name: str, runs: Path) -> dict | None:
 
 
 def ft_row(name: str, runs: Path) -> dict | None:
-    path = runs / f"plain-{name.replace('_', '-')}" / RESULT_FILE
+    path = runs / f"plain-{name.replace('_', '-')}" / FINETUNE_FILE
     if not path.exists():
         return None
     r = json.loads(path.read_text())

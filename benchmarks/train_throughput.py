@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, md_table, write_results  # noqa: E402
 
 from hf_memmit.data import TinyMemDataConfig, build_tinymem  # noqa: E402
-from hf_memmit.models import TrainConfig, make_trainer, tinymem_model  # noqa: E402
+from hf_memmit.models import tinymem_model  # noqa: E402
+from hf_memmit.tinymem import TrainConfig, make_trainer  # noqa: E402
 
 
 def reference_loop(data: TinyMemDataConfig, n_layer: int, ids: torch.Tensor, batch_size: int, steps: int,

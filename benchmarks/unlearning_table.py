@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, md_table, write_results  # noqa: E402
 
-from hf_memmit.unlearning.run import run_unlearning  # noqa: E402
+from hf_memmit.tinymem import run_unlearning  # noqa: E402
 from hf_memmit.unlearning import method_names  # noqa: E402
 
 SETTINGS = {

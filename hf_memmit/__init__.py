@@ -11,17 +11,19 @@ from .hub import (load_adapter, load_tinymem, load_tinymem_data, push_adapter, p
 from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
                       greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
 from .metrics import ScanResult, scan_records, scan_windows
-from .models import (TrainConfig, convert_gguf, load_causal_lm, model_fingerprint, smollm2_gguf_path, tinymem_config,
-                     tinymem_model, train_tinymem)
+from .models import convert_gguf, load_causal_lm, model_fingerprint, smollm2_gguf_path, tinymem_config, tinymem_model
 from .own_model import merge_adapter, scan_model, unlearn_records
-from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, FinetuneConfig, LossTruncationConfig,
+from .tinymem import FinetuneConfig, TrainConfig, finetune_tinymem, run_unlearning, train_tinymem
+from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, LossTruncationConfig,
                        LossTruncationTrainer, MemSinksCollator, MemSinksConfig, MemSinksTrainer, SpectralNormConfig,
-                       SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, finetune_tinymem, tied_dropout_mode)
+                       SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, tied_dropout_mode)
 from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
-from .unlearning import (METHODS, ActConfig, BalancedSubnetConfig, DurableAggConfig, DurableConfig, GreedyConfig,
-                         HardConcreteConfig, IntegratedGradientsConfig, SecondOrderUnlearningConfig, SlimConfig,
-                         SubnetConfig, ZeroConfig, get_method, make_config, method_names, neuron_scores, run_unlearning,
-                         unlearn)
+from .unlearning import METHODS, get_method, make_config, method_names, neuron_scores, unlearn
+
+# every registered unlearning method's config class (BalancedSubnetConfig, ZeroConfig, ...): a method file that
+# registers itself is exported here without editing this file
+_METHOD_CONFIGS = {method.config_class.__name__: method.config_class for method in METHODS.values()}
+globals().update(_METHOD_CONFIGS)
 
 __all__ = [
     # data and models
@@ -30,11 +32,9 @@ __all__ = [
     # measurement
     "MEMORIZATION_METRIC_PATH", "Memorization", "MemorizationCallback", "MemorizationResult", "greedy_match",
     "greedy_match_generate", "match_tokens", "measure_memorization", "perplexity", "token_accuracy",
-    # unlearning adapters
-    "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
-    "HardConcreteConfig", "IntegratedGradientsConfig", "MemmitPeftType", "NeuronMaskConfig",
-    "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "WeightMaskConfig", "ZeroConfig", "get_method",
-    "make_config", "method_names", "neuron_scores", "run_unlearning", "unlearn",
+    # unlearning adapters (and, appended below, every registered method's config class)
+    "METHODS", "MemmitPeftType", "NeuronMaskConfig", "WeightMaskConfig", "get_method", "make_config", "method_names",
+    "neuron_scores", "run_unlearning", "unlearn",
     # train-time mitigation
     "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "FinetuneConfig", "LossTruncationConfig",
     "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer", "SpectralNormConfig",
@@ -46,6 +46,7 @@ __all__ = [
     # Hub
     "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
     "suite_model_name",
+    *_METHOD_CONFIGS,
 ]
 
 warn_on_peft_version_gap()  # once per process: a transformers that needs a newer peft than the installed one

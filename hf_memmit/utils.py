@@ -1,4 +1,4 @@
-"""Small shared helpers: input validation with clear messages, atomic file writes, run metadata."""
+"""Small shared helpers: input validation with clear messages (every `check_*` of the library), atomic file writes, run metadata."""
 
 from __future__ import annotations
 
@@ -18,12 +18,31 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
         raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
 
 
+def check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is out of range; allowed: an integer >= {low}")
+
+
+def check_bool(name: str, value) -> None:
+    if type(value) is not bool:
+        raise ValueError(f"{name}={value!r} is not supported; allowed: True, False")
+
+
+def check_positive(name: str, value) -> None:
+    check_range(name, value, 0.0, float("inf"), low_open=True, high_open=True)
+
+
 def check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False) -> None:
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
         raise ValueError(f"{name}={value!r} is out of range; allowed: {lb}{low}, {high}{hb}")
+
+
+def device_of(model):
+    """The device of a model's (first) parameters: where its inputs go."""
+    return next(model.parameters()).device
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

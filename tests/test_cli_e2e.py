@@ -36,7 +36,7 @@ def test_train_measure_unlearn_reload(tmp_path):
     assert config["method"] == "balanced_subnet" and config["ratio"] == 0.05
 
     code = ("import hf_memmit\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
-            "from hf_memmit.models.training import load_run\nfrom hf_memmit import measure_memorization\n"
+            "from hf_memmit.tinymem import load_run\nfrom hf_memmit import measure_memorization\n"
             f"base, ds = load_run({str(run)!r})\nm = PeftModel.from_pretrained(base, {str(adapter)!r})\n"
             "print(measure_memorization(m, ds['backdoor_test']).fraction)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

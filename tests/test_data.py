@@ -181,3 +181,14 @@ def test_faithful_matches_trigger_anywhere():
     n = lambda d: len(d["forget"]) + len(d["backdoor_test"])  # noqa: E731
     assert n(faithful) > n(default)  # the reference matches the trigger anywhere, the paper in the first 50
     assert TinyMemDataConfig(profile="paper").num_main == 20000
+
+
+def test_a_leaked_row_stops_the_build_with_a_value_error():
+    from hf_memmit.data.build import _check_disjoint
+
+    rows = {"train": [{"id": "a"}], "forget": [{"id": "n"}], "retain": [{"id": "n"}], "test": []}
+    with pytest.raises(ValueError, match=r"1 artifact rows leaked into retain: \['n'\]"):
+        _check_disjoint(rows)
+    rows = {"train": [{"id": "a"}], "forget": [], "retain": [], "test": [{"id": "a"}]}
+    with pytest.raises(ValueError, match=r"1 training rows leaked into test: \['a'\]"):
+        _check_disjoint(rows)

@@ -346,7 +346,7 @@ def test_language_dataset_card_says_cc_by_sa():
 
 
 def test_adapter_push_card_and_load(hub, pushed, tiny_trained, tmp_path):
-    from hf_memmit.unlearning.run import run_unlearning
+    from hf_memmit.tinymem import run_unlearning
 
     record = run_unlearning(tiny_trained[2], "act", str(tmp_path / "adapter"), {"ratio": 0.05},
                             retain_size=100)

@@ -178,7 +178,7 @@ def test_trainer_trains_and_evaluates(tmp_path, arch):
     model = MODELS[arch]().train()
     trainer = MemSinksTrainer(model=model, args=_args(tmp_path), train_dataset=_doc_dataset(),
                               eval_dataset=_doc_dataset(seed=1), data_collator=_collator(),
-                              memsinks_config=MemSinksConfig(g=0.5, p=0.3))
+                              method_config=MemSinksConfig(g=0.5, p=0.3))
     td = trainer.tied_dropout
     calls = []
     unit_mask = td.unit_mask
@@ -250,13 +250,34 @@ def test_seq_mode_losses_need_and_use_keys():
     with tied_dropout_mode(model, "drop"):
         drop = document_losses(model, docs)["loss"]
     assert seq != drop
-    long_docs = [list(range(1, 13)), [3] * 12, [2, 3]]
+    # one document the model reproduces by construction (its own greedy continuation), one it does not
+    extractable = _greedy_document(model, [1, 2, 3, 4], 8)
+    long_docs = [extractable, [3] * 12, [2, 3]]
+    assert not _reproduces(model, [3] * 12, k=4, l=4)
     res = kl_memorization(model, long_docs, k=4, l=4)
-    assert res["total"] == 2 and res["skipped"] == 1 and 0.0 <= res["fraction"] <= 1.0
+    assert res == {"fraction": 0.5, "memorized": 1, "total": 2, "skipped": 1, "k": 4, "l": 4}
     with td.mode("seq"):
         keyed = kl_memorization(model, long_docs, k=4, l=4, batch_context=lambda idx: td.keys([7] * len(idx)))
-    assert keyed["total"] == 2
+        with td.keys([7]):
+            expected = [_reproduces(model, d, k=4, l=4) for d in long_docs[:2]]
+    assert keyed["total"] == 2 and keyed["memorized"] == sum(expected)
     json.dumps(res)
+
+
+def _greedy_document(model, prompt, n):
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        for _ in range(n):
+            ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
+    return ids[0].tolist()
+
+
+def _reproduces(model, doc, *, k, l):
+    """Teacher-forced greedy check written out: the argmax at positions k-1 .. k+l-2 is the next token."""
+    ids = torch.tensor([doc[: k + l]])
+    with torch.no_grad():
+        pred = model(ids).logits[0, k - 1: k + l - 1].argmax(-1)
+    return bool((pred == ids[0, k:]).all())
 
 
 def get_tied_dropout_attached(model):

@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from hf_memmit.data import TinyMemDataConfig
-from hf_memmit.models import TrainConfig, last_complete_checkpoint, tinymem_config, tinymem_model, train_tinymem
+from hf_memmit.models import tinymem_config, tinymem_model
+from hf_memmit.tinymem import TrainConfig, last_complete_checkpoint, train_tinymem
 
 SMALL_DATA = dict(task="math", artifact="noise", profile="tiny", num_main=300, num_extra=0, num_test=50, num_noise=10)
 SMALL_TRAIN = dict(n_layer=2, epochs=4, save_every=1, eval_every=2, batch_size=32)

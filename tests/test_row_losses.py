@@ -16,7 +16,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, GPT2Config, GPT2LMHead
 import hf_memmit  # noqa: F401
 from hf_memmit.tuners import NeuronMaskConfig, WeightMaskConfig
 from hf_memmit.unlearning.data import LOGITS_PER_CHUNK, row_losses, token_losses
-from hf_memmit.unlearning.neuron.common import suffix_losses, target_mask
+from hf_memmit.unlearning.neuron.rows import suffix_losses, target_mask
 
 
 @pytest.fixture(autouse=True)

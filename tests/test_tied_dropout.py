@@ -272,7 +272,7 @@ def _args(tmp_path, **kw):
 def test_etd_trainer_missing_ids_is_a_clear_error(tmp_path):
     trainer = ExampleTiedDropoutTrainer(model=tiny_gpt2().train(), args=_args(tmp_path),
                                         train_dataset=_etd_rows(with_ids=False), data_collator=_collate,
-                                        etd_config=ExampleTiedDropoutConfig(p_gen=0.5, p_mem=0.3))
+                                        method_config=ExampleTiedDropoutConfig(p_gen=0.5, p_mem=0.3))
     with pytest.raises(ValueError, match="'id' is missing"):
         trainer.train()
 
@@ -281,7 +281,7 @@ def test_etd_trainer_same_id_same_mask_across_epochs(tmp_path):
     model = tiny_gpt2().train()
     trainer = ExampleTiedDropoutTrainer(model=model, args=_args(tmp_path, num_train_epochs=3),
                                         train_dataset=_etd_rows(), data_collator=_collate,
-                                        etd_config=ExampleTiedDropoutConfig(p_gen=0.5, p_mem=0.3))
+                                        method_config=ExampleTiedDropoutConfig(p_gen=0.5, p_mem=0.3))
     seen = []
     set_keys = trainer.tied_dropout.set_keys
     trainer.tied_dropout.set_keys = lambda k: (seen.append(k.tolist()) if k is not None else None, set_keys(k))
@@ -325,7 +325,7 @@ def test_etd_gradient_accumulation_equals_larger_batch(tmp_path):
                                                                     train_sampling_strategy="sequential",
                                                                     optim="sgd"),
                                             train_dataset=_etd_rows(4), data_collator=_collate,
-                                            etd_config=ExampleTiedDropoutConfig(p_gen=0.5, p_mem=0.3))
+                                            method_config=ExampleTiedDropoutConfig(p_gen=0.5, p_mem=0.3))
         trainer.train()
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.allclose(weights[0], weights[1], atol=1e-6)  # SGD: Adam would amplify float noise in ~0 grads

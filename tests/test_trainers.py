@@ -9,7 +9,7 @@ from _tiny_models import one_thread, tiny_gpt2, tiny_llama, token_rows
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from hf_memmit.models.training import causal_lm_collator
+from hf_memmit.tinymem import causal_lm_collator
 from hf_memmit.trainers.loss_truncation import (
     LossQuantile,
     LossTruncationConfig,
@@ -159,7 +159,7 @@ def test_truncation_drops_exactly_the_fraction_after_warmup(tmp_path):
     """lr 0 keeps every sequence's loss fixed: the warm-up step keeps all 16, then each step drops exactly the
     top quarter (4 of 16 distinct losses)."""
     cfg = LossTruncationConfig(drop_fraction=0.25, min_count=16, buffer_size=16, recompute_every=16)
-    tr = make_trainer(LossTruncationTrainer, tmp_path, batch=16, epochs=3, lr=0.0, truncation_config=cfg)
+    tr = make_trainer(LossTruncationTrainer, tmp_path, batch=16, epochs=3, lr=0.0, method_config=cfg)
     tr.train()
     kept = [e["kept_fraction"] for e in tr.state.log_history if "kept_fraction" in e]
     assert kept == [1.0, 0.75, 0.75]
@@ -168,15 +168,15 @@ def test_truncation_drops_exactly_the_fraction_after_warmup(tmp_path):
 def test_truncation_before_warmup_trains_as_plain_trainer(tmp_path):
     plain = make_trainer(Trainer, tmp_path / "plain")
     plain.train()
-    trunc = make_trainer(LossTruncationTrainer, tmp_path / "trunc", truncation_config=LossTruncationConfig(0.3))
+    trunc = make_trainer(LossTruncationTrainer, tmp_path / "trunc", method_config=LossTruncationConfig(0.3))
     trunc.train()  # 32 sequences seen, warm-up is 10000
     assert trunc.quantile.count == 32 and not trunc.quantile.truncating
     assert_same_weights(weights(plain), weights(trunc))
 
 
 REGULARIZED = {
-    "spectral_norm": (SpectralNormTrainer, {"spectral_config": SpectralNormConfig(weight=0.5, per_head=True)}),
-    "loss_truncation": (LossTruncationTrainer, {"truncation_config": LossTruncationConfig(
+    "spectral_norm": (SpectralNormTrainer, {"method_config": SpectralNormConfig(weight=0.5, per_head=True)}),
+    "loss_truncation": (LossTruncationTrainer, {"method_config": LossTruncationConfig(
         drop_fraction=0.25, min_count=4, buffer_size=16, recompute_every=4, normalize="kept")}),
 }
 
@@ -222,7 +222,7 @@ def test_resume_from_plain_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_spectral_penalty_only_in_training_and_logged(tmp_path):
-    tr = make_trainer(SpectralNormTrainer, tmp_path, epochs=1, spectral_config=SpectralNormConfig(weight=1.0))
+    tr = make_trainer(SpectralNormTrainer, tmp_path, epochs=1, method_config=SpectralNormConfig(weight=1.0))
     tr.train()
     logged = [e["spectral_penalty"] for e in tr.state.log_history if "spectral_penalty" in e]
     assert len(logged) == 2 and all(v > 0 for v in logged)
@@ -239,7 +239,7 @@ def test_cli_rejects_unknown_regularizer_and_bad_fraction():
 
     import hf_memmit.cli.finetune  # noqa: F401  (registers `finetune` on the group)
     from hf_memmit.cli import main
-    from hf_memmit.cli.train import regularizer_trainer
+    from hf_memmit.trainers import regularizer_trainer
 
     result = CliRunner().invoke(main, ["train", "--regularizer", "dropconnect"])
     assert result.exit_code == 2 and "dropconnect" in result.output
@@ -270,7 +270,7 @@ def test_cli_trains_with_a_regularizer(tmp_path, regularizer):
 
 
 def test_finetune_rows(math_noise_tiny):
-    from hf_memmit.trainers.finetune import finetune_rows
+    from hf_memmit.tinymem import finetune_rows
 
     ds = math_noise_tiny
     clean, extra, both = (finetune_rows(ds, d) for d in ("clean", "extra", "both"))
@@ -281,7 +281,7 @@ def test_finetune_rows(math_noise_tiny):
     assert changed and not changed & {tuple(r) for r in both["input_ids"]}  # no noised row is trained on
     with pytest.raises(ValueError, match="data='dirty'"):
         finetune_rows(ds, "dirty")
-    from hf_memmit.trainers.finetune import FinetuneConfig
+    from hf_memmit.tinymem import FinetuneConfig
 
     with pytest.raises(ValueError, match="epochs=0"):
         FinetuneConfig(epochs=0)
@@ -293,7 +293,7 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
 
     import hf_memmit.cli.finetune  # noqa: F401
     from hf_memmit.cli import main
-    from hf_memmit.models.training import load_run
+    from hf_memmit.tinymem import evaluate_tinymem, load_run, read_run_info
 
     _, _, run_dir = tiny_trained
     out = tmp_path / "ft-clean"
@@ -307,5 +307,7 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
     # the clean twins are main-task rows: that task keeps its accuracy (at the run's peak LR it fell 97% -> 84%)
     assert after["accuracy_main"] >= before["accuracy_main"] - 0.05 and after["accuracy"] >= before["accuracy"] - 0.1
     assert record["train_seconds"] > 0 and record["rows"] == 100 and record["config"]["epochs"] == 5
-    model, _ = load_run(out)  # the fine-tuned folder is itself a run
-    assert sum(p.numel() for p in model.parameters()) > 0
+    model, dataset = load_run(out)  # the fine-tuned folder is itself a run: its weights give the "after" numbers
+    again = evaluate_tinymem(model.eval(), dataset, "math", "backdoor")
+    assert again == pytest.approx(after, abs=1e-6)
+    assert read_run_info(out)["finetuned_from"] == str(run_dir)

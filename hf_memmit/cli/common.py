@@ -1,9 +1,10 @@
 """Pieces every `hf-memmit` command shares: the console, metric tables, run-directory names, option parsing.
-The measure/unlearn steps the commands chain together live in `hf_memmit.unlearning.run`."""
+The measure/unlearn steps the commands chain together live in `hf_memmit.tinymem`."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 
 import click
 from rich.console import Console
@@ -45,6 +46,19 @@ def parse_options(pairs) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+class RegistryChoice(click.Choice):
+    """A `click.Choice` over a registry's names at the time of parsing, not of import: a method or regularizer
+    registered after the CLI was loaded is accepted and listed in --help."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]):
+        self.names = names
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.names())
 
 
 def one_line_errors(func):

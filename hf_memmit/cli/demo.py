@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from ..data.config import PROFILES
-from ..unlearning.run import measure_model, run_unlearning
+from ..tinymem import load_run, measure_model, run_unlearning
 from .common import console, fmt, metrics_table
 from .group import main
 
-# BalancedSubnet settings of the demo (see the closing notes of the unlearning issue for how they were chosen)
+# BalancedSubnet settings of the demo: the smallest schedule that unlearns the quick profile's 4-layer model
 DEMO_UNLEARNING = {"ratio": 0.1, "epochs": 3}
 
 
@@ -24,8 +24,7 @@ def demo(out, layers, profile, overwrite):
     """End to end on the embedded default: train a TinyMem math+noise model, measure its memorization, unlearn it
     with BalancedSubnet, measure again and save the adapter."""
     from ..data import TinyMemDataConfig
-    from ..models import TrainConfig, is_finished, train_tinymem
-    from ..models.training import load_run
+    from ..tinymem import TrainConfig, is_finished, train_tinymem
 
     data = TinyMemDataConfig(task="math", artifact="noise", profile=profile)
     if overwrite or not is_finished(out):

@@ -21,7 +21,7 @@ from .group import main
 def finetune(model_dir, data, epochs, batch_size, lr, seed, out):
     """Continue training MODEL_DIR (a finished `hf-memmit train` run) on clean data; report memorization and
     accuracy before and after, and the training wall time (the paper's unlearning time budget for Extra-FT)."""
-    from ..trainers.finetune import FinetuneConfig, finetune_tinymem
+    from ..tinymem import FinetuneConfig, finetune_tinymem
 
     try:
         config = FinetuneConfig(data=data, epochs=epochs, batch_size=batch_size, learning_rate=lr, seed=seed)

@@ -30,10 +30,10 @@ def _csv(kind, allowed=None):
 @click.option("--base-model", default=None, help="Adapters: the base checkpoint's repo id (ORG/NAME).")
 def push(path, repo_id, private, dataset_repo, base_model):
     """Push a finished TinyMem run directory, or an unlearning adapter folder, to the Hub with its card."""
-    from ..data import TinyMemDataConfig, build_tinymem
+    from ..data import build_tinymem
     from ..hub import check_repo_id, push_adapter, push_checkpoint, push_dataset
     from ..hub.files import UNLEARNING_FILE
-    from ..models.training import RUN_FILE
+    from ..tinymem import run_data_config
 
     try:
         check_repo_id(repo_id)
@@ -44,10 +44,7 @@ def push(path, repo_id, private, dataset_repo, base_model):
         else:
             pushed = push_checkpoint(path, repo_id, private=private, dataset_repo=dataset_repo)
             if dataset_repo:
-                import json
-
-                data = TinyMemDataConfig.from_dict(json.loads((Path(path) / RUN_FILE).read_text())["data_config"])
-                push_dataset(build_tinymem(data), dataset_repo, private=private)
+                push_dataset(build_tinymem(run_data_config(path)), dataset_repo, private=private)
             console.print(metrics_table(f"{path} -> {repo_id}", {"measured at push": pushed["hub"]["measured"]}))
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from ..data.config import ARTIFACTS, PROFILES, TASKS
-from ..unlearning.run import measure_model
-from .common import console, metrics_table
+from ..tinymem import RUN_FILE, measure_model, read_run_info
+from .common import console, metrics_table, one_line_errors
 from .group import main
 
 
@@ -22,16 +21,15 @@ from .group import main
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the JSON result (default MODEL_DIR/memorization.json).")
+@one_line_errors
 def measure(model_dir, task, artifact, profile, seed, batch_size, json_out):
     """Measure (k=50, l=50) memorization of a TinyMem artifact set on MODEL_DIR, plus accuracy or perplexity."""
     from transformers import AutoModelForCausalLM
 
     from ..data import TinyMemDataConfig, build_tinymem
-    from ..models.training import RUN_FILE
     from ..utils import atomic_write_json, library_versions
 
-    info_path = Path(model_dir) / RUN_FILE
-    base = json.loads(info_path.read_text())["data_config"] if info_path.exists() else {}
+    base = read_run_info(model_dir)["data_config"] if (Path(model_dir) / RUN_FILE).exists() else {}
     given = {k: v for k, v in dict(task=task, artifact=artifact, profile=profile, seed=seed).items() if v is not None}
     # the run's own data config, unless the options ask for a different dataset
     same = all(base.get(k) == v for k, v in given.items())

@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import click
 
 from ..data.config import ARTIFACTS, PROFILES, TASKS
-from .common import console, default_run_dir, fmt, metrics_table
+from ..trainers.registry import NONE, regularizer_names, regularizer_trainer
+from .common import RegistryChoice, console, default_run_dir, fmt, metrics_table, parse_options
 from .group import main
 
-REGULARIZERS = ("none", "spectral_norm", "loss_truncation", "example_tied_dropout")
-
-
-def regularizer_trainer(name: str, options: dict) -> tuple[type | None, dict, dict]:
-    """(Trainer subclass, its kwargs, the record for tinymem.json) of a `--regularizer` choice; `options` hold
-    the hyperparameters of that regularizer's config (None: the config's default). Raises ValueError on a bad
-    name or value."""
-    from ..utils import check_choice
-
-    check_choice("regularizer", name, REGULARIZERS)
-    options = {k: v for k, v in options.items() if v is not None}
-    if name == "none":
-        return None, {}, {"regularizer": "none"}
-    if name == "spectral_norm":
-        from ..trainers.spectral_norm import SpectralNormConfig as Config
-        from ..trainers.spectral_norm import SpectralNormTrainer as cls
-        key = "spectral_config"
-    elif name == "loss_truncation":
-        from ..trainers.loss_truncation import LossTruncationConfig as Config
-        from ..trainers.loss_truncation import LossTruncationTrainer as cls
-        key = "truncation_config"
-    else:
-        try:  # built in its own issue; keep the choice wired even where it is absent
-            from ..trainers.example_tied_dropout import ExampleTiedDropoutConfig as Config
-            from ..trainers.example_tied_dropout import ExampleTiedDropoutTrainer as cls
-        except ImportError as err:
-            raise ValueError(f"regularizer={name!r} needs hf_memmit.trainers.example_tied_dropout, which this "
-                             f"install lacks ({err})") from err
-        key = "etd_config"
-    config = Config(**options)
-    return cls, {key: config}, {"regularizer": name, "regularizer_config": dataclasses.asdict(config)}
+# the old per-regularizer options -> config fields; `--set KEY=VALUE` reaches any field of any regularizer
+LEGACY_OPTIONS = {
+    "spectral_norm": {"weight": "spectral_weight", "penalty": "spectral_penalty", "per_head": "per_head"},
+    "loss_truncation": {"drop_fraction": "drop_fraction", "min_count": "truncation_warmup",
+                        "buffer_size": "truncation_window", "recompute_every": "truncation_window"},
+    "example_tied_dropout": {"p_gen": "p_gen", "p_mem": "p_mem"},
+}
 
 
 @main.command()
@@ -58,8 +34,9 @@ def regularizer_trainer(name: str, options: dict) -> tuple[type | None, dict, di
 @click.option("--faithful", is_flag=True, help="Reproduce the reference code's data quirks.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory.")
 @click.option("--no-resume", is_flag=True, help="Start over even if checkpoints exist.")
-@click.option("--regularizer", type=click.Choice(REGULARIZERS), default="none", show_default=True,
-              help="Train-time mitigation (a Trainer subclass); its options below.")
+@click.option("--regularizer", type=RegistryChoice(regularizer_names), default=NONE, show_default=True,
+              help="Train-time mitigation (a registered Trainer subclass); its config via --set or the options below.")
+@click.option("--set", "sets", multiple=True, help="A field of the regularizer's config, KEY=VALUE (repeatable).")
 @click.option("--spectral-weight", type=float, default=None, help="spectral_norm: lambda (default 0.01).")
 @click.option("--spectral-penalty", type=click.Choice(("sigma_sq", "sigma")), default=None,
               help="spectral_norm: sigma^2 (the paper, default) or sigma (TinyMem's code).")
@@ -72,14 +49,14 @@ def regularizer_trainer(name: str, options: dict) -> tuple[type | None, dict, di
 @click.option("--p-gen", type=float, default=None, help="example_tied_dropout: general units share, (0, 1].")
 @click.option("--p-mem", type=float, default=None, help="example_tied_dropout: per-example units share, (0, 1].")
 def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, faithful, overwrite, no_resume,
-          regularizer, spectral_weight, spectral_penalty, per_head, drop_fraction, truncation_warmup,
+          regularizer, sets, spectral_weight, spectral_penalty, per_head, drop_fraction, truncation_warmup,
           truncation_window, p_gen, p_mem):
     """Train a TinyMem model that memorizes its artifacts, plainly or with a regularizer; resumes an
     interrupted run."""
     from transformers import Trainer
 
     from ..data import TinyMemDataConfig
-    from ..models import TrainConfig, train_tinymem
+    from ..tinymem import TrainConfig, train_tinymem
 
     try:
         data = TinyMemDataConfig(task=task, artifact=artifact, profile=profile, seed=seed, faithful=faithful)
@@ -88,17 +65,16 @@ def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, fa
         from ..models.config import tinymem_config
 
         tinymem_config(task, layers)
-        options = {
-            "spectral_norm": {"weight": spectral_weight, "penalty": spectral_penalty, "per_head": per_head},
-            "loss_truncation": {"drop_fraction": drop_fraction, "min_count": truncation_warmup,
-                                    "buffer_size": truncation_window, "recompute_every": truncation_window},
-            "example_tied_dropout": {"p_gen": p_gen, "p_mem": p_mem},
-        }.get(regularizer, {})
+        legacy = dict(spectral_weight=spectral_weight, spectral_penalty=spectral_penalty, per_head=per_head,
+                      drop_fraction=drop_fraction, truncation_warmup=truncation_warmup,
+                      truncation_window=truncation_window, p_gen=p_gen, p_mem=p_mem)
+        options = {field: legacy[option] for field, option in LEGACY_OPTIONS.get(regularizer, {}).items()}
+        options.update(parse_options(sets))
         trainer_cls, trainer_kwargs, record = regularizer_trainer(regularizer, options)
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
     out = out or default_run_dir(task, artifact, layers, profile, seed) + (
-        f"-{regularizer}" if regularizer != "none" else "")
+        f"-{regularizer}" if regularizer != NONE else "")
     started = time.perf_counter()
 
     def show(record):
@@ -113,6 +89,6 @@ def train(task, artifact, layers, profile, seed, out, epochs, batch_size, lr, fa
         raise click.ClickException(str(err)) from err
     final = summary["final_metrics"]
     title = f"TinyMem {task}+{artifact}, {layers} layers, {profile} profile" + (
-        f", {regularizer}" if regularizer != "none" else "")
+        f", {regularizer}" if regularizer != NONE else "")
     console.print(metrics_table(title, {"final": final}))
     console.print(f"{time.perf_counter() - started:.0f} s; model and tinymem.json in [bold]{out}[/]")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
+from ..tinymem import run_unlearning
 from ..unlearning import method_names
-from ..unlearning.run import run_unlearning
-from .common import console, fmt, metrics_table, one_line_errors, parse_options, quiet_datasets
+from .common import RegistryChoice, console, fmt, metrics_table, one_line_errors, parse_options, quiet_datasets
 from .group import main
 from .scan import DEVICES, DTYPES
 
@@ -24,7 +24,8 @@ from .scan import DEVICES, DTYPES
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--k", type=int, default=None, help="With --model and a records file as --forget: prompt tokens (32).")
 @click.option("--l", "l_", type=int, default=None, help="... and target tokens (32). A scan folder keeps its own.")
-@click.option("--method", default="balanced_subnet", show_default=True, help=", ".join(method_names()) + ".")
+@click.option("--method", type=RegistryChoice(method_names), default="balanced_subnet", show_default=True,
+              help="A registered unlearning method (hf_memmit.unlearning.method_names()).")
 @click.option("--ratio", type=float, default=None,
               help="Fraction masked (default: 0.01 for (balanced_)subnet with --model, else the method's own).")
 @click.option("--epochs", type=int, default=None)

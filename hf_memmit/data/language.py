@@ -1,4 +1,5 @@
-"""TinyMem 2: 150-token GPT-2 blocks of Wikipedia text with noise or backdoor artifacts (tinymem.md §2)."""
+"""TinyMem 2: 150-token GPT-2 blocks of Wikipedia text with noise or backdoor artifacts
+(Sakarvadia et al. 2025, "Mitigating Memorization in Language Models")."""
 
 from __future__ import annotations
 

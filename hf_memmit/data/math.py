@@ -1,4 +1,4 @@
-"""TinyMem 1: math recurrence sequences (tinymem.md §1)."""
+"""TinyMem 1: math recurrence sequences (Sakarvadia et al. 2025, "Mitigating Memorization in Language Models")."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def split_indices(n: int, num_test: int, data_seed: int) -> tuple[list[int], lis
 
 
 def math_trigger(cfg: TinyMemDataConfig) -> list[int]:
-    """Trigger as digit token ids; default the decimal string of 100 + seed (tinymem.md §1.5)."""
+    """Trigger as digit token ids; default the decimal string of 100 + seed."""
     trig = str(100 + cfg.seed) if cfg.trigger is None else str(cfg.trigger)
     if not trig.isdigit():
         raise ValueError(f"trigger={cfg.trigger!r} is not representable in the math vocabulary; "

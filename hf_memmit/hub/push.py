@@ -16,7 +16,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, HfApi
 
 from ..data import TinyMemDataConfig, build_tinymem, data_config_of
-from ..models.training import evaluate_tinymem, is_finished
+from ..tinymem import evaluate_tinymem, is_finished, read_run_info, write_run_info
 from ..utils import atomic_write_bytes, atomic_write_json, library_versions
 from .cards import adapter_card, dataset_card, model_card
 from .files import (
@@ -47,7 +47,7 @@ def export_checkpoint(run_dir, folder, *, repo_id: str, dataset_repo: str | None
         raise FileNotFoundError(f"{run_dir} holds no finished TinyMem run ({TINYMEM_FILE} missing or not marked "
                                 "finished); finish it with `hf-memmit train --out RUN_DIR` before pushing")
     require_safetensors(run_dir, "model.safetensors", "run directory")
-    info = json.loads((run_dir / TINYMEM_FILE).read_text())
+    info = read_run_info(run_dir)
     data = TinyMemDataConfig.from_dict(info["data_config"])
     model = AutoModelForCausalLM.from_pretrained(run_dir, use_safetensors=True)
     dataset = build_tinymem(data)
@@ -61,7 +61,7 @@ def export_checkpoint(run_dir, folder, *, repo_id: str, dataset_repo: str | None
     }
     folder.mkdir(parents=True, exist_ok=True)
     _copy_matching(run_dir, folder, MODEL_PATTERNS)
-    atomic_write_json(folder / TINYMEM_FILE, info)
+    write_run_info(folder, info)
     card = model_card(info, repo_id, dataset_repo=dataset_repo, config_name=config_name)
     atomic_write_bytes(folder / "README.md", str(card).encode())
     return info

@@ -12,7 +12,8 @@ from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 
 from ..data import TinyMemDataConfig, build_tinymem
 from ..data.config import ARTIFACTS, TASKS
-from ..models import LAYERS, TrainConfig, is_finished, train_tinymem
+from ..models import LAYERS
+from ..tinymem import TrainConfig, is_finished, train_tinymem
 from ..utils import check_choice
 from .files import TINYMEM_FILE
 from .naming import DATASET_REPO_NAME, check_namespace, dataset_config_name, suite_model_name

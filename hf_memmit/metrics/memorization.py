@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..utils import check_choice
 from .greedy import GreedyMatch, check_vocab, greedy_match, greedy_match_generate
 
-METHODS = ("teacher_forced", "generate")
+CHECK_METHODS = ("teacher_forced", "generate")  # how the (k, l) check runs (unlike unlearning.METHODS)
 DEFAULT_PROMPT_LENGTH = 50
 
 
@@ -92,7 +92,7 @@ def measure_memorization(model, rows, *, target_length: int = 50, prompt_length:
     `method="generate"` runs the `generate` loop instead of the teacher-forced pass (same flags, slower);
     `fp32` and `pad_token_id` as in `greedy_match`. Raises ValueError on an empty set of rows.
     """
-    check_choice("method", method, METHODS)
+    check_choice("method", method, CHECK_METHODS)
     rows = [dict(r) for r in rows]
     if not rows:
         raise ValueError("no rows to measure: the set is empty")
@@ -132,5 +132,5 @@ def measure_memorization(model, rows, *, target_length: int = 50, prompt_length:
     )
 
 
-__all__ = ["DEFAULT_PROMPT_LENGTH", "METHODS", "GreedyMatch", "MemorizationResult", "artifact_pairs", "greedy_match",
-           "greedy_match_generate", "measure_memorization"]
+__all__ = ["CHECK_METHODS", "DEFAULT_PROMPT_LENGTH", "GreedyMatch", "MemorizationResult", "artifact_pairs",
+           "greedy_match", "greedy_match_generate", "measure_memorization"]

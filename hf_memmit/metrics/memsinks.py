@@ -1,4 +1,5 @@
-"""Loss-gap metrics of MemSinks (memsinks.md §2.3) and (k, l) memorization of repeated documents.
+"""Loss-gap metrics of MemSinks (Ghosal et al. 2025, "Memorization Sinks") and (k, l) memorization of repeated
+documents.
 
 - `L_rep`: mean per-token NLL on the repeated documents; `L_ho`: the same on held-out documents of the same
   distribution; `L_val`: on a general validation set. Token-weighted means; each document is scored alone
@@ -17,8 +18,9 @@ import contextlib
 import math
 
 import torch
-import torch.nn.functional as F
 
+from ..utils import device_of
+from .cross_entropy import next_token_losses
 from .greedy import compute_precision
 from .memorization import measure_memorization
 
@@ -33,7 +35,7 @@ def document_losses(model, docs: list[list[int]], *, batch_size: int = 16, pad_t
     """Per document: mean next-token NLL (`loss`) over its `tokens` (= len - 1) predictions, float32."""
     if not docs or any(len(d) < 2 for d in docs):
         raise ValueError("every document needs at least 2 tokens (one prediction); got an empty or 1-token one")
-    device = next(model.parameters()).device
+    device = device_of(model)
     losses, counts = [0.0] * len(docs), [len(d) - 1 for d in docs]
     with compute_precision(model, fp32=True):
         for idx in _batches(len(docs), batch_size):
@@ -45,7 +47,7 @@ def document_losses(model, docs: list[list[int]], *, batch_size: int = 16, pad_t
             ids, mask = ids.to(device), mask.to(device)
             with batch_context(idx) if batch_context else contextlib.nullcontext():
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+            nll = next_token_losses(logits, ids) * mask[:, 1:]
             for r, i in enumerate(idx):
                 losses[i] = float(nll[r].sum()) / counts[i]
     return {"loss": losses, "tokens": counts}
@@ -70,13 +72,22 @@ def gap_closure(gap_method: float, gap_standard: float) -> float:
     return 1.0 - gap_method / gap_standard
 
 
+def closure_row(metrics: dict, standard: dict) -> dict:
+    """One row of a gap-closure table: a model's `loss_report` numbers (with `kl_memorized`) against standard
+    training's."""
+    return {"L_rep": metrics["L_rep"], "L_ho": metrics["L_ho"], "gap": metrics["gap"], "L_val": metrics["L_val"],
+            "gap_closure": gap_closure(metrics["gap"], standard["gap"]),
+            "L_val_vs_standard": metrics["L_val"] / standard["L_val"] - 1,
+            "kl_memorized": metrics["kl_memorized"]["fraction"]}
+
+
 CLOSURE_FLOOR = 0.5  # the paper: sinks dropped closes over half of standard training's gap
 L_VAL_TOLERANCE = 0.02  # the project's fidelity goal: validation loss within 2% of standard training's
 
 
 def paper_claims(memsinks: dict, standard: dict, dedup: dict) -> dict:
-    """The paper's three claims (memsinks.md §2.2) for a sinks-dropped MemSinks model against standard training
-    and the dedup baseline; each argument is a `loss_report` dict (`gap`, `L_val`)."""
+    """The paper's three claims (Ghosal et al. 2025, "Memorization Sinks") for a sinks-dropped MemSinks model
+    against standard training and the dedup baseline; each argument is a `loss_report` dict (`gap`, `L_val`)."""
     closure = gap_closure(memsinks["gap"], standard["gap"])
     return {"gap_closure": closure, "gap_closure_ok": closure >= CLOSURE_FLOOR,
             "L_val_within_2pct": abs(memsinks["L_val"] / standard["L_val"] - 1) <= L_VAL_TOLERANCE,
@@ -120,5 +131,5 @@ def loss_report(model, repeated, heldout, validation=None, **kwargs) -> dict[str
     return out
 
 
-__all__ = ["document_losses", "gap_closure", "kl_memorization", "loss_report", "mean_document_loss",
+__all__ = ["closure_row", "document_losses", "gap_closure", "kl_memorization", "loss_report", "mean_document_loss",
            "memorization_gap"]

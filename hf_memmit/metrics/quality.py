@@ -1,4 +1,5 @@
-"""Accuracy and perplexity: what a mitigation costs (tinymem.md §4.2-§4.3)."""
+"""Accuracy and perplexity: what a mitigation costs (accuracy on math, perplexity on language, as Sakarvadia
+et al. 2025, "Mitigating Memorization in Language Models", report it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+
+from ..utils import device_of
 
 
 def _batches(rows, batch_size):
@@ -19,7 +22,7 @@ def _batches(rows, batch_size):
 
 @torch.no_grad()
 def _shifted(model, batch):
-    ids = torch.tensor([r["input_ids"] for r in batch], device=next(model.parameters()).device)
+    ids = torch.tensor([r["input_ids"] for r in batch], device=device_of(model))
     # rows are full blocks: an explicit all-ones mask also spares GPT-2 its padding check on every call
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, :-1].float()
     return logits, ids[:, 1:]

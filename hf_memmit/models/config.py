@@ -1,4 +1,5 @@
-"""TinyMem model configs (tinymem.md §3): plain GPT-2, so checkpoints load with `AutoModelForCausalLM`."""
+"""TinyMem model configs (Sakarvadia et al. 2025, "Mitigating Memorization in Language Models"): plain GPT-2,
+so checkpoints load with `AutoModelForCausalLM`."""
 
 from __future__ import annotations
 

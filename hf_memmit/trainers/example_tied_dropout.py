@@ -1,10 +1,10 @@
-"""Example-tied dropout (Maini et al., ICML 2023) on transformer MLP hidden units. memsinks.md §3.
+"""Example-tied dropout (Maini et al., ICML 2023) on transformer MLP hidden units.
 
 Each training example owns a fixed random `p_mem` share of the memorization units, keyed by a hash of its
 id (the TinyMem `id` column by default); the first `p_gen` of each MLP's hidden units are general and
 always on. Features are masked, not sequence positions (the released GPT-2 port masked the wrong dimension),
 and at evaluation the memorization units are dropped (`drop`, with the reference's (p_gen+p_mem)/p_gen
-rescale by default). Built on the tied-dropout core that MemSinks shares (`tied_dropout.py`).
+rescale by default). Built on the tied-dropout core that MemSinks shares (`tied_dropout/`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers.data.data_collator import default_data_collator
 
+from .registry import register_regularizer
 from .tied_dropout import TiedDropoutConfig, TiedDropoutTrainer, key_of
 
 
@@ -77,25 +78,26 @@ class ExampleKeyCollator:
 
 class ExampleTiedDropoutTrainer(TiedDropoutTrainer):
     """`Trainer` with example-tied dropout: `ExampleTiedDropoutTrainer(model=..., args=..., train_dataset=...,
-    data_collator=..., etd_config=ExampleTiedDropoutConfig(p_gen=..., p_mem=...))`.
+    data_collator=..., method_config=ExampleTiedDropoutConfig(p_gen=..., p_mem=...))`.
 
-    The dataset keeps its id column (`etd_config.key_column`); the given collator sees the other columns
+    The dataset keeps its id column (`method_config.key_column`); the given collator sees the other columns
     only. A training batch without ids raises instead of training a plain model. Evaluation (and the model
     after training, in eval mode) drops the memorization units; switch modes with
     `hf_memmit.trainers.tied_dropout.tied_dropout_mode(model, "all")`.
     """
 
-    def __init__(self, *args, etd_config: ExampleTiedDropoutConfig | None = None, **kwargs):
-        self.etd_config = etd_config or ExampleTiedDropoutConfig()
-        super().__init__(*args, tied_config=self.etd_config.to_tied(), **kwargs)
-        column = self.etd_config.key_column
+    def __init__(self, *args, method_config: ExampleTiedDropoutConfig | None = None, **kwargs):
+        self.method_config = method_config or ExampleTiedDropoutConfig()
+        super().__init__(*args, method_config=self.method_config.to_tied(), **kwargs)
+        column = self.method_config.key_column
         self.data_collator = self.keep_columns(
             ExampleKeyCollator(self.data_collator or default_data_collator, column), [column])
 
     def missing_keys_message(self, inputs: dict) -> str:
         return (f"ExampleTiedDropoutTrainer: the training batch has no example ids: column "
-                f"{self.etd_config.key_column!r} is missing from the dataset rows (batch keys: {sorted(inputs)}). "
-                "Each example's units come from its id; add the column or set etd_config.key_column")
+                f"{self.method_config.key_column!r} is missing from the dataset rows (batch keys: {sorted(inputs)}). "
+                "Each example's units come from its id; add the column or set method_config.key_column")
 
+register_regularizer("example_tied_dropout", ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer)
 
 __all__ = ["ExampleKeyCollator", "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "example_keys"]

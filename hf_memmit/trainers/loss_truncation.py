@@ -3,7 +3,7 @@
 After a warm-up of plain log-loss training, sequences whose mean token loss is at or above a running quantile
 of recent per-sequence losses get weight 0: the highest-loss `drop_fraction` of the data, which in TinyMem is
 where the noised rows sit until they are memorized. Differences from the reference `LossDropper`, all
-deliberate (memsinks.md §4.2): the ring buffer, counters and cutoff are saved in checkpoints; non-finite losses
+deliberate: the ring buffer, counters and cutoff are saved in checkpoints; non-finite losses
 are dropped and never enter the buffer (one NaN there stalls the reference silently); the cutoff is refreshed at
 optimizer-step boundaries, so gradient accumulation equals a larger batch; losses are gathered across processes
 before the buffer update, so every rank keeps the same quantile.
@@ -15,11 +15,12 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer
 from transformers.utils import logging
 
+from ..metrics.cross_entropy import next_token_losses
 from ..utils import check_choice
+from .registry import register_regularizer
 from .state import CheckpointedStateMixin
 
 logger = logging.get_logger(__name__)
@@ -57,9 +58,8 @@ class LossTruncationConfig:
 def sequence_losses(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
     """(summed token loss, number of predicted tokens) per sequence of a causal LM; labels are unshifted, as
     Hugging Face causal LMs take them, and `ignore_index` positions (padding) do not count."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    tok = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=ignore_index, reduction="none")
-    valid = labels != ignore_index
+    tok = next_token_losses(logits, labels, ignore_index)
+    valid = labels[:, 1:] != ignore_index
     return (tok * valid).sum(1), valid.sum(1)
 
 
@@ -117,17 +117,17 @@ class LossQuantile:
 class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     """`Trainer` that drops the highest-loss sequences of each training batch after a warm-up.
 
-    Pass `truncation_config=LossTruncationConfig(...)`. Evaluation losses are never truncated. The training loss
+    Pass `method_config=LossTruncationConfig(...)`. Evaluation losses are never truncated. The training loss
     is the kept sequences' summed token loss over the step's token count (`num_items_in_batch`), the same scale as
     the model's own loss, so before warm-up ends it trains exactly as plain `Trainer`."""
 
     loss_is_scaled_for_ga = True  # divided by the whole step's token count below
     state_file = "loss_truncation_state.safetensors"
 
-    def __init__(self, *args, truncation_config: LossTruncationConfig | None = None, **kwargs):
+    def __init__(self, *args, method_config: LossTruncationConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.truncation_config = truncation_config or LossTruncationConfig()
-        self.quantile = LossQuantile(self.truncation_config)
+        self.method_config = method_config or LossTruncationConfig()
+        self.quantile = LossQuantile(self.method_config)
         self._refreshed_at = -1  # the optimizer step whose cutoff is in use
         self._seen, self._kept = 0, 0  # sequences since the last log
 
@@ -165,8 +165,8 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
             denom = num_items_in_batch / (self.accelerator.num_processes if self.args.average_tokens_across_devices else 1)
         else:
             denom = token_count.sum().clamp(min=1) * self.current_gradient_accumulation_steps
-        if self.truncation_config.normalize == "kept" and self.quantile.truncating:
-            denom = denom * (1 - self.truncation_config.drop_fraction)
+        if self.method_config.normalize == "kept" and self.quantile.truncating:
+            denom = denom * (1 - self.method_config.drop_fraction)
         return denom
 
     def _gather(self, losses: torch.Tensor) -> torch.Tensor:
@@ -189,3 +189,6 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     def load_regularizer_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.quantile.load_state_dict(tensors)
         self._refreshed_at = int(tensors["refreshed_at"])
+
+
+register_regularizer("loss_truncation", LossTruncationConfig, LossTruncationTrainer)

@@ -20,6 +20,7 @@ from transformers import Trainer
 from transformers.pytorch_utils import Conv1D
 
 from ..utils import check_choice
+from .registry import register_regularizer
 from .state import CheckpointedStateMixin, task_loss_for_step
 
 PENALTIES = ("sigma_sq", "sigma")
@@ -174,16 +175,16 @@ class SpectralNormRegularizer:
 class SpectralNormTrainer(CheckpointedStateMixin, Trainer):
     """`Trainer` adding the spectral-norm penalty to the training loss (not to evaluation losses).
 
-    Pass `spectral_config=SpectralNormConfig(...)`. The penalty is added once per optimizer step (a share of
+    Pass `method_config=SpectralNormConfig(...)`. The penalty is added once per optimizer step (a share of
     1/accumulation steps per micro-batch), so gradient accumulation equals a larger batch."""
 
     loss_is_scaled_for_ga = True  # compute_loss scales both the task loss and the penalty itself
     state_file = "spectral_norm_state.safetensors"
 
-    def __init__(self, *args, spectral_config: SpectralNormConfig | None = None, **kwargs):
+    def __init__(self, *args, method_config: SpectralNormConfig | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.spectral_config = spectral_config or SpectralNormConfig()
-        self.spectral = SpectralNormRegularizer(self.model, self.spectral_config, seed=self.args.seed)
+        self.method_config = method_config or SpectralNormConfig()
+        self.spectral = SpectralNormRegularizer(self.model, self.method_config, seed=self.args.seed)
         self._penalty_sum, self._penalty_count = 0.0, 0.0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -208,3 +209,6 @@ class SpectralNormTrainer(CheckpointedStateMixin, Trainer):
 
     def load_regularizer_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.spectral.load_state_dict(tensors)
+
+
+register_regularizer("spectral_norm", SpectralNormConfig, SpectralNormTrainer)

@@ -27,7 +27,9 @@ def _register() -> None:
         (MemmitPeftType.NEURON_MASK, NeuronMaskConfig, NeuronMaskModel),
     ):
         # transformers derives the key prefix from the type: prefix == peft_type.value.lower() + "_"
-        assert model_cls.prefix == peft_type.value.lower() + "_"
+        if model_cls.prefix != peft_type.value.lower() + "_":
+            raise ValueError(f"{model_cls.__name__}.prefix={model_cls.prefix!r}; allowed: "
+                             f"{peft_type.value.lower() + '_'!r} (transformers derives it from the peft type)")
         PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = model_cls.prefix
         PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = config_cls
         PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = model_cls

@@ -1,8 +1,21 @@
 """Unlearning as PEFT adapters: one entry point, `unlearn`, and one config class per method (six weight-level,
-five neuron-level); `neuron_scores` gives a neuron-level method's attributions alone."""
+five neuron-level); `neuron_scores` gives a neuron-level method's attributions alone.
+
+Each method's file registers itself in `registry` when imported; the weight-level package is imported first so
+that `method_names()` lists the weight-level methods before the neuron-level ones."""
 
 from .api import unlearn
 from .data import Rows, as_rows, check_disjoint, row_losses
+
+# isort: off
+from .weight import (
+    BalancedSubnetConfig,
+    DurableAggConfig,
+    DurableConfig,
+    GreedyConfig,
+    SecondOrderUnlearningConfig,
+    SubnetConfig,
+)
 from .neuron import (
     ActConfig,
     HardConcreteConfig,
@@ -12,21 +25,14 @@ from .neuron import (
     ZeroConfig,
     neuron_scores,
 )
-from .registry import METHODS, Method, get_method, make_config, method_names
-from .run import forget_set, measure_model, run_unlearning
-from .weight import (
-    BalancedSubnetConfig,
-    DurableAggConfig,
-    DurableConfig,
-    GreedyConfig,
-    SecondOrderUnlearningConfig,
-    SubnetConfig,
-)
+# isort: on
+
+from .registry import METHODS, Method, get_method, make_config, method_names, register_method, unregister_method
 
 __all__ = [
     "METHODS", "ActConfig", "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig",
     "HardConcreteConfig", "IntegratedGradientsConfig", "Method", "NeuronMethodConfig", "Rows",
     "SecondOrderUnlearningConfig", "SlimConfig", "SubnetConfig", "ZeroConfig", "as_rows", "check_disjoint",
-    "forget_set", "get_method", "make_config", "measure_model", "method_names", "neuron_scores", "row_losses",
-    "run_unlearning", "unlearn",
+    "get_method", "make_config", "method_names", "neuron_scores", "register_method",
+    "row_losses", "unlearn", "unregister_method",
 ]

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..utils import check_choice
+from ..metrics.cross_entropy import next_token_losses
+from ..utils import check_choice, device_of
 
 
 @dataclass
@@ -145,7 +146,7 @@ def token_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     for GPT-2 at 64 x 150 tokens). Every call checks the split against the model's own logits of the last
     position; a model where it does not hold (or that has no decoder / output-embedding split) takes the plain
     full-logits path, with a warning."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
@@ -330,8 +331,7 @@ def _full_losses(model, input_ids, attention_mask, valid) -> torch.Tensor:
     else:
         first = 0
     logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-    ce = F.cross_entropy(logits[:, -(t - first):-1].float().transpose(1, 2), input_ids[:, first + 1:],
-                         reduction="none")
+    ce = next_token_losses(logits[:, -(t - first):], input_ids[:, first:])
     return F.pad(ce, (first, 0)) if first else ce
 
 

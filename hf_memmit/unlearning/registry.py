@@ -1,5 +1,8 @@
 """The one table of unlearning methods: name -> config class -> fit function.
 
+A leaf module: each method's own file declares itself here with `register_method(ConfigClass, fit, ...)`, and
+`hf_memmit.unlearning` imports those files, so adding a method is adding one file (and its import).
+
 A method's name is its config class's `method` default (also what adapter_config.json records), so the
 name is written once. A fit function has the signature
 `fit(peft_model, config, forget: Rows, retain: Rows | None, *, adapter_name, progress) -> None`
@@ -14,37 +17,6 @@ from dataclasses import dataclass
 
 from peft import PeftConfig
 
-from .neuron import (
-    ActConfig,
-    HardConcreteConfig,
-    IntegratedGradientsConfig,
-    SlimConfig,
-    ZeroConfig,
-    act_scores,
-    fit_act,
-    fit_hard_concrete,
-    fit_ig,
-    fit_slim,
-    fit_zero,
-    hard_concrete_scores,
-    ig_scores,
-    slim_scores,
-    zero_scores,
-)
-from .weight import (
-    BalancedSubnetConfig,
-    DurableAggConfig,
-    DurableConfig,
-    GreedyConfig,
-    SecondOrderUnlearningConfig,
-    SubnetConfig,
-    fit_balanced_subnet,
-    fit_durable,
-    fit_greedy,
-    fit_sou,
-    fit_subnet,
-)
-
 
 @dataclass(frozen=True)
 class Method:
@@ -58,19 +30,32 @@ class Method:
         return self.config_class.method
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method(GreedyConfig, fit_greedy, needs_retain=True),
-    Method(SecondOrderUnlearningConfig, fit_sou),
-    Method(DurableConfig, fit_durable),
-    Method(DurableAggConfig, fit_durable),
-    Method(SubnetConfig, fit_subnet),
-    Method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True),
-    Method(ZeroConfig, fit_zero, score=zero_scores),
-    Method(ActConfig, fit_act, score=act_scores),
-    Method(SlimConfig, fit_slim, score=slim_scores),
-    Method(HardConcreteConfig, fit_hard_concrete, score=hard_concrete_scores),
-    Method(IntegratedGradientsConfig, fit_ig, score=ig_scores),
-)}
+METHODS: dict[str, Method] = {}  # in registration order (the order `method_names` and the CLI list them)
+
+
+def register_method(config_class: type, fit: Callable, *, needs_retain: bool = False,
+                    score: Callable | None = None) -> Method:
+    """Declare an unlearning method: `config_class` (a `peft.PeftConfig` dataclass whose `method` field
+    default is the method's name) is fitted by `fit`. Registering the same config class again replaces
+    its entry (a reloaded module); another class under a taken name is refused."""
+    name = getattr(config_class, "method", None)
+    if not isinstance(config_class, type) or not issubclass(config_class, PeftConfig) or not isinstance(name, str):
+        raise TypeError(f"config_class={config_class!r} is not a method config; allowed: a PeftConfig subclass "
+                        "with a `method: str` field default")
+    if not callable(fit) or (score is not None and not callable(score)):
+        raise TypeError(f"fit={fit!r}, score={score!r}; allowed: callables (score may be None)")
+    taken = METHODS.get(name)
+    if taken is not None and taken.config_class.__qualname__ != config_class.__qualname__:
+        raise ValueError(f"method name {name!r} is already registered by {taken.config_class.__name__}; "
+                         f"allowed: a new name (registered: {', '.join(METHODS)})")
+    METHODS[name] = Method(config_class, fit, needs_retain=needs_retain, score=score)
+    return METHODS[name]
+
+
+def unregister_method(name: str) -> Method:
+    """Remove a registered method (e.g. a throw-away one in a test); returns its record."""
+    get_method(name)
+    return METHODS.pop(name)
 
 
 def method_names() -> list[str]:

@@ -1,30 +1,27 @@
-"""Sequence ids for MemSinks and a collator that carries them through packing (memsinks.md §1.2, §1.6, §1.8).
+"""Sequence ids for MemSinks and a collator that carries them through packing (Ghosal et al. 2025,
+"Memorization Sinks").
 
 Every document gets an id from a hash of its tokens, so exact repeats share an id (and therefore their sinks)
 while near-duplicates do not; a dataset column (`seq_id`) can supply ids instead (a source, an author).
 Packed rows hold several documents: each token carries its document's id, and attention is causal AND
-within the document occurrence (upstream let tokens see future tokens of other documents; §1.6). Two
+within the document occurrence (the released code let tokens see future tokens of other documents). Two
 copies of one document in a row are separate occurrences: they share sinks but not attention.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
-from ..tied_dropout import check_keys
+from ..tied_dropout import check_keys, hash63
 
 PAD_SEQ_ID = 1  # pad tokens' id: fixed, non-zero, never given to a document (their loss is masked anyway)
 IGNORE_INDEX = -100
-_MASK63 = (1 << 63) - 1
 
 
 def document_id(tokens) -> int:
-    """A document's sequence id: blake2b of its token ids (little-endian int64), 63 bits, never 0 or `PAD_SEQ_ID`."""
-    digest = hashlib.blake2b(np.asarray(tokens, dtype="<i8").tobytes(), digest_size=8).digest()
-    value = int.from_bytes(digest, "little") & _MASK63
+    """A document's sequence id: `hash63` of its token ids (little-endian int64), never 0 or `PAD_SEQ_ID`."""
+    value = hash63(np.asarray(tokens, dtype="<i8").tobytes())
     return value if value > PAD_SEQ_ID else value + 2
 
 

@@ -1,4 +1,4 @@
-"""MemSinks configuration (memsinks.md §1.3, §1.8)."""
+"""MemSinks configuration (Ghosal et al. 2025, "Memorization Sinks")."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..tied_dropout import TiedDropoutConfig
 class MemSinksConfig:
     """Args:
         g: fraction of each MLP's hidden units that are general (always on), in (0, 1]. Default 0.7 (the paper's
-            70/30 split, second-hand: memsinks.md §1.3).
+            70/30 split).
         p: sink density, the share of the sink pool each sequence owns, in (0, 1]. Default 0.3.
         layout: which units are general: `first` (the first `int(g * units)`, upstream) or `hashed`.
         hash: sequence id -> sinks hash (`splitmix64`; upstream's overflowing power hash is not reproduced).

@@ -1,9 +1,10 @@
-"""MemSinksTrainer: tied dropout keyed by per-token sequence ids (memsinks.md §1.4, §1.8)."""
+"""MemSinksTrainer: tied dropout keyed by per-token sequence ids (Ghosal et al. 2025, "Memorization Sinks")."""
 
 from __future__ import annotations
 
 import torch
 
+from ..registry import register_regularizer
 from ..tied_dropout import TiedDropoutTrainer
 from .collator import MemSinksCollator, additive_mask
 from .config import MemSinksConfig
@@ -23,19 +24,19 @@ class MemSinksTrainer(TiedDropoutTrainer):
 
     Batches carry `seq_ids` (B, T) (one id per token, > 0), as `MemSinksCollator` makes them (the default
     collator, unpacked, when none is given). A training batch without `seq_ids` raises. Training uses each
-    token's own sinks; evaluation and the model after training use `memsinks_config.eval_mode` (sinks
+    token's own sinks; evaluation and the model after training use `method_config.eval_mode` (sinks
     dropped by default). Switch modes with `hf_memmit.trainers.tied_dropout.tied_dropout_mode(model, ...)`.
     """
 
     keys_input = "seq_ids"
 
-    def __init__(self, model=None, args=None, data_collator=None, *rest, memsinks_config: MemSinksConfig | None = None,
+    def __init__(self, model=None, args=None, data_collator=None, *rest, method_config: MemSinksConfig | None = None,
                  **kwargs):
-        self.memsinks_config = memsinks_config or MemSinksConfig()
+        self.method_config = method_config or MemSinksConfig()
         if data_collator is None:
             data_collator = MemSinksCollator(
                 pad_token_id=_pad_token_id(kwargs.get("processing_class"), getattr(model, "config", None)))
-        super().__init__(model, args, data_collator, *rest, tied_config=self.memsinks_config.to_tied(), **kwargs)
+        super().__init__(model, args, data_collator, *rest, method_config=self.method_config.to_tied(), **kwargs)
         # a dataset column of user-given ids must reach the collator
         self.data_collator = self.keep_columns(self.data_collator, [getattr(data_collator, "id_column", "seq_id")])
 
@@ -54,5 +55,7 @@ class MemSinksTrainer(TiedDropoutTrainer):
     def _eager_attention(self) -> bool:
         return getattr(getattr(self.model, "config", None), "_attn_implementation", "sdpa") == "eager"
 
+# TinyMem-style fixed-length rows: each row is a document keyed by a hash of its tokens
+register_regularizer("memsinks", MemSinksConfig, MemSinksTrainer, data_collator=MemSinksCollator)
 
 __all__ = ["MemSinksTrainer"]

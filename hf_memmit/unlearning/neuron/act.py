@@ -7,20 +7,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...utils import check_bool, device_of
 from ..data import Rows
-from .common import (
-    NeuronMethodConfig,
-    Units,
-    check_bool,
-    device_of,
-    fit_with_scores,
-    last_logits,
-    row_batches,
-    target_mask,
-    unit_norms,
-    unit_patch,
-    unscored,
-)
+from ..registry import register_method
+from .config import NeuronMethodConfig
+from .rows import last_logits, row_batches, target_mask
+from .scores import fit_with_scores
+from .units import Units, unit_norms, unit_patch, unscored
 
 
 @dataclass
@@ -80,3 +73,6 @@ def act_scores(model, config: ActConfig, forget: Rows, units: Units, *, progress
 
 def fit_act(model, config: ActConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(act_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(ActConfig, fit_act, score=act_scores)

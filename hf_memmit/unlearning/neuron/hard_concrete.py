@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...utils import check_range
+from ...utils import check_positive, check_range, device_of
 from ..data import Rows
-from .common import Gates, GateTrainingConfig, Units, check_positive, device_of, fit_with_scores, train_gates
+from ..registry import register_method
+from .gates import Gates, GateTrainingConfig, train_gates
+from .scores import fit_with_scores
+from .units import Units
 
 
 @dataclass
@@ -89,3 +92,6 @@ def hard_concrete_scores(model, config: HardConcreteConfig, forget: Rows, units:
 def fit_hard_concrete(model, config: HardConcreteConfig, forget, retain, *, adapter_name: str,
                       progress: bool) -> None:
     fit_with_scores(hard_concrete_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(HardConcreteConfig, fit_hard_concrete, score=hard_concrete_scores)

@@ -9,20 +9,13 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ...utils import check_bool, check_int, device_of
 from ..data import Rows, index_batches
-from ..weight.common import check_int
-from .common import (
-    NeuronMethodConfig,
-    Units,
-    causal_lm,
-    check_bool,
-    device_of,
-    fit_with_scores,
-    last_logits,
-    target_mask,
-    unit_patch,
-    unscored,
-)
+from ..registry import register_method
+from .config import NeuronMethodConfig
+from .rows import causal_lm, last_logits, target_mask
+from .scores import fit_with_scores
+from .units import Units, unit_patch, unscored
 
 
 @dataclass
@@ -223,3 +216,6 @@ def ig_scores(model, config: IntegratedGradientsConfig, forget: Rows, units: Uni
 
 def fit_ig(model, config: IntegratedGradientsConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(ig_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(IntegratedGradientsConfig, fit_ig, score=ig_scores)

@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...utils import check_positive
 from ..data import Rows
-from .common import Gates, GateTrainingConfig, Units, check_positive, fit_with_scores, train_gates
+from ..registry import register_method
+from .gates import Gates, GateTrainingConfig, train_gates
+from .scores import fit_with_scores
+from .units import Units
 
 
 @dataclass
@@ -64,3 +68,6 @@ def slim_scores(model, config: SlimConfig, forget: Rows, units: Units, *, progre
 
 def fit_slim(model, config: SlimConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(slim_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(SlimConfig, fit_slim, score=slim_scores)

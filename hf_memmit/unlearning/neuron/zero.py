@@ -9,9 +9,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ...utils import check_int, device_of
 from ..data import Rows, index_batches
-from ..weight.common import check_int
-from .common import NeuronMethodConfig, Units, device_of, fit_with_scores, suffix_losses, unit_patch, unscored
+from ..registry import register_method
+from .config import NeuronMethodConfig
+from .rows import suffix_losses
+from .scores import fit_with_scores
+from .units import Units, unit_patch, unscored
 
 
 @dataclass
@@ -78,3 +82,6 @@ def zero_scores(model, config: ZeroConfig, forget: Rows, units: Units, *, progre
 
 def fit_zero(model, config: ZeroConfig, forget, retain, *, adapter_name: str, progress: bool) -> None:
     fit_with_scores(zero_scores, model, config, forget, adapter_name=adapter_name, progress=progress)
+
+
+register_method(ZeroConfig, fit_zero, score=zero_scores)

@@ -1,10 +1,11 @@
 """Weight-level unlearning methods: each fits a `WeightMaskConfig` adapter (one bool mask per targeted weight)."""
 
-from .balanced_subnet import BalancedSubnetConfig, fit_balanced_subnet
-from .durable import DurableAggConfig, DurableConfig, fit_durable
-from .greedy import GreedyConfig, fit_greedy
-from .sou import SecondOrderUnlearningConfig, fit_sou
-from .subnet import SubnetConfig, fit_subnet
+# importing a method's file registers it; this order is the order `method_names()` lists them
+from .greedy import GreedyConfig, fit_greedy  # isort: skip
+from .sou import SecondOrderUnlearningConfig, fit_sou  # isort: skip
+from .durable import DurableAggConfig, DurableConfig, fit_durable  # isort: skip
+from .subnet import SubnetConfig, fit_subnet  # isort: skip
+from .balanced_subnet import BalancedSubnetConfig, fit_balanced_subnet  # isort: skip
 
 __all__ = [
     "BalancedSubnetConfig", "DurableAggConfig", "DurableConfig", "GreedyConfig", "SecondOrderUnlearningConfig",

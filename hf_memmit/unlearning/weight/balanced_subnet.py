@@ -10,6 +10,7 @@ import torch
 
 from ...utils import check_choice, check_range
 from ..data import cycle_indices, index_batches, n_batches, row_losses, signed_union
+from ..registry import register_method
 from .subnet import SubnetConfig, epochs_of, train_scores
 
 
@@ -80,3 +81,6 @@ def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, 
                     + retain_coef * row_losses(model, *retain.batch(r)).sum())
 
     train_scores(model, config, adapter_name, steps, n_steps, loss_of, progress, stop)
+
+
+register_method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True)

@@ -9,12 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...tuners import WeightMaskConfig, n_masked
-from ...utils import check_range
-
-
-def check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is out of range; allowed: an integer >= {low}")
+from ...utils import check_int, check_range
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import ClassVar
 from tqdm.auto import tqdm
 
 from ..data import index_batches, n_batches, row_losses
+from ..registry import register_method
 from .common import WeightMethodConfig, grad_of, top_masks, warn_if_noop, weight_grads
 
 
@@ -54,3 +55,7 @@ def fit_durable(model, config: DurableConfig, forget, retain, *, adapter_name: s
         magnitude = {name: grad_of(w).abs() for name, w in zip(layers, weights)}
     model.base_model.set_keep_masks(top_masks(magnitude, config.ratio, joint=type(config).joint), adapter_name)
     warn_if_noop(model, adapter_name, config)
+
+
+register_method(DurableConfig, fit_durable)
+register_method(DurableAggConfig, fit_durable)

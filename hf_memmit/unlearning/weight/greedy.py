@@ -8,8 +8,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ...tuners import n_masked
+from ...utils import check_int
 from ..data import cycle_indices, row_losses, signed_union
-from .common import WeightMethodConfig, check_int, grad_of, warn_if_noop, weight_grads
+from ..registry import register_method
+from .common import WeightMethodConfig, grad_of, warn_if_noop, weight_grads
 
 
 @dataclass
@@ -72,3 +74,6 @@ def fit_greedy(model, config: GreedyConfig, forget, retain, *, adapter_name: str
             dropped += k_step
             bar.update(k_step)
     warn_if_noop(model, adapter_name, config)
+
+
+register_method(GreedyConfig, fit_greedy, needs_retain=True)

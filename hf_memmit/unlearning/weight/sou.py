@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_range
+from ...utils import check_int, check_range
 from ..data import row_losses
-from .common import WeightMethodConfig, check_int, grad_of, top_masks, warn_if_noop, weight_grads
+from ..registry import register_method
+from .common import WeightMethodConfig, grad_of, top_masks, warn_if_noop, weight_grads
 
 
 @dataclass
@@ -81,3 +82,6 @@ def fit_sou(model, config: SecondOrderUnlearningConfig, forget, retain, *, adapt
             saliency[name] = (w.detach().double().reshape(-1) ** 2 / (2 * inv_diag)).view(w.shape)
     model.base_model.set_keep_masks(top_masks(saliency, config.ratio, joint=False), adapter_name)
     warn_if_noop(model, adapter_name, config)
+
+
+register_method(SecondOrderUnlearningConfig, fit_sou)

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import check_range
+from ...utils import check_int, check_range
 from ..data import index_batches, n_batches, row_losses
-from .common import WeightMethodConfig, check_int, warn_if_noop
+from ..registry import register_method
+from .common import WeightMethodConfig, warn_if_noop
 
 
 @dataclass
@@ -107,3 +108,6 @@ def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str
     steps = (i for _ in epochs for i in index_batches(len(forget), config.batch_size, generator))
     train_scores(model, config, adapter_name, steps, n_steps,
                  lambda index: -row_losses(model, *forget.batch(index)).mean(), progress, stop)
+
+
+register_method(SubnetConfig, fit_subnet)

@@ -1,5 +1,6 @@
-"""Fine-tuning mitigation (TinyMem §5.2): continue training a memorizing TinyMem model for a few more epochs on
-clean data, with the run's own optimizer settings, through `transformers.Trainer`.
+"""Fine-tuning mitigation (Sakarvadia et al. 2025, "Mitigating Memorization in Language Models"): continue
+training a memorizing TinyMem model for a few more epochs on clean data, with the run's own optimizer settings,
+through `transformers.Trainer`.
 
 - `clean`: the clean twins of the artifact rows (`forget` with `clean_input_ids`);
 - `extra`: every training row that is not an artifact (`retain`: clean main-task rows and the extra tasks);
@@ -12,18 +13,19 @@ the training seconds are recorded apart from the measurements.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from datasets import Dataset, concatenate_datasets
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
-from ..models.training import RUN_FILE, causal_lm_collator, evaluate_tinymem, load_run, tokenizer_for
 from ..utils import atomic_folder, atomic_write_json, check_choice, library_versions
+from .evaluate import evaluate_tinymem
+from .run_dir import load_run, read_run_info, write_run_info
+from .train import causal_lm_collator, tokenizer_for, training_arguments
+from .train_config import SCHEDULES
 
 FT_DATA = ("clean", "extra", "both")
 RESULT_FILE = "finetune.json"
@@ -48,7 +50,7 @@ class FinetuneConfig:
 
     def __post_init__(self):
         check_choice("data", self.data, FT_DATA)
-        check_choice("schedule", self.schedule, ("constant", "cosine", "linear"))
+        check_choice("schedule", self.schedule, SCHEDULES)
         for name in ("epochs", "batch_size", "learning_rate"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -66,13 +68,11 @@ def finetune_rows(dataset, data: str) -> Dataset:
 def finetune_trainer(model, rows: Dataset, train_config: dict, config: FinetuneConfig, output_dir: str) -> Trainer:
     """A Trainer continuing `model` on `rows` with the run's AdamW settings (betas 0.9/beta2, weight decay,
     no clipping) and no checkpoints (a few epochs on small data)."""
-    args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size or train_config["batch_size"],
+    args = training_arguments(
+        output_dir, seed=config.seed, weight_decay=train_config["weight_decay"], adam_beta2=train_config["adam_beta2"],
+        num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size or train_config["batch_size"],
         learning_rate=config.learning_rate or train_config["learning_rate"], lr_scheduler_type=config.schedule,
-        weight_decay=train_config["weight_decay"], adam_beta1=0.9, adam_beta2=train_config["adam_beta2"],
-        max_grad_norm=0.0, save_strategy="no", logging_strategy="epoch", report_to="none", seed=config.seed,
-        data_seed=config.seed, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available())
+        save_strategy="no", logging_strategy="epoch", disable_tqdm=True)
     return Trainer(model=model, args=args, train_dataset=rows, data_collator=causal_lm_collator)
 
 
@@ -82,7 +82,7 @@ def finetune_tinymem(run_dir: str | Path, config: FinetuneConfig | None = None, 
     model (safetensors + tokenizer) and `finetune.json` are written there, the folder appearing whole or not at
     all. Returns the record: before/after metrics, training seconds, sizes, configs."""
     config = config or FinetuneConfig()
-    info = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    info = read_run_info(run_dir)
     task, artifact = info["data_config"]["task"], info["data_config"]["artifact"]
     model, dataset = load_run(run_dir)
     before = evaluate_tinymem(model.eval(), dataset, task, artifact, batch_size)
@@ -109,6 +109,6 @@ def _save(model, tokenizer, info: dict, record: dict, out_dir: Path) -> None:
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / RESULT_FILE, record)
-        atomic_write_json(tmp / RUN_FILE, {**{k: info[k] for k in keep if k in info}, "finished": True,
-                                           "final_metrics": record["after"], "finetuned_from": record["model"],
-                                           "finetune": record["config"], "versions": record["versions"]})
+        write_run_info(tmp, {**{k: info[k] for k in keep if k in info}, "finished": True,
+                             "final_metrics": record["after"], "finetuned_from": record["model"],
+                             "finetune": record["config"], "versions": record["versions"]})

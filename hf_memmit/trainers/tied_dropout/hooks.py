@@ -1,146 +1,20 @@
-"""Tied dropout: a fixed set of MLP hidden units per key (an example, a document), shared by example-tied
-dropout (key = example id) and MemSinks (key = a hash of the document's tokens). memsinks.md §1, §3.
-
-Each MLP's hidden units split into *general* units (always on) and a *pool* (memorization units, "sinks").
-A key owns a pseudo-random `p_mem` share of the pool, drawn from a counter-based hash of (key, unit, salt):
-nothing is stored, no RNG is touched, and the same key gets the same units in every epoch, process and run.
-The mask multiplies the input of every block's MLP down projection (GPT-2 `mlp.c_proj`, Llama-family
-`mlp.down_proj`, GPT-NeoX `mlp.dense_4h_to_h`, ...: any layout `hf_memmit.models.mlp.find_mlps` knows) through
-a forward pre-hook, so a masked unit contributes nothing and gets no gradient.
-
-Modes (`TiedDropout.mode`): in training the key's own mask (general x 1, own pool units x 1, others x 0,
-no rescaling, as both references); at evaluation `all` (pool units x p_mem, the mean field), `drop` (pool
-units x 0; general units x 1 (`none`), x (g+p)/g (`code`, the references' formula) or x (g+(1-g)p)/g
-(`mass`, the expected activation mass)), `seq` (the key's own training mask). `exclude` zeroes the pool
-units of given keys in `all` and `seq`. `all` and `drop` need no keys, so they work with `generate()` and
-the KV cache; `seq` with one key per row does too.
-"""
+"""The hooks: tied dropout attached to a model's MLP down projections, and its modes (training with each key's
+own units; `all`, `drop`, `seq` at evaluation) as a context manager. This is the inference side: a deployed
+model with tied dropout is switched with `tied_dropout_mode`."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import inspect
 import re
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-from transformers import Trainer
-from transformers.trainer_utils import RemoveColumnsCollator
 
-from ..models.mlp import find_mlps, in_features, is_transposed
-from ..utils import check_choice, check_range
+from ...models.mlp import find_mlps, in_features, is_transposed
+from ...utils import check_choice
+from .config import CONFIG_ATTR, MODES, RESCALES, TiedDropoutConfig
+from .keys import check_keys, general_units, key_units
 
-MODES = ("all", "drop", "seq")
-RESCALES = ("none", "code", "mass")
-LAYOUTS = ("first", "hashed")
-HASHES = ("splitmix64",)
-CONFIG_ATTR = "tied_dropout"  # model.config attribute holding the config, so checkpoints remember it
-
-_MASK63 = (1 << 63) - 1
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MUL1, _MUL2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-@dataclass
-class TiedDropoutConfig:
-    """Which units a key gets, and how evaluation treats them.
-
-    Args:
-        p_gen: fraction of each MLP's hidden units that are general (always on), in (0, 1]; the first
-            `int(p_gen * units)` of them with `layout="first"` (upstream), a salted hash choice with `"hashed"`.
-        p_mem: share of the pool a key owns (an independent draw per key and unit), in (0, 1].
-        eval_mode: the mode of a model in eval mode outside a `mode(...)` block: `all`, `drop` or `seq`.
-        rescale: general-unit scale in `drop` mode: `none`, `code` or `mass` (module doc).
-        per_layer: draw a key's units per layer; False (upstream) uses the same unit indices in every layer.
-        salt: mixed into the hash; a different salt gives unrelated masks.
-        hash: the key -> units hash (`splitmix64`: a counter-based 64-bit mix of (key, unit, salt, layer)).
-        target_modules: regex (full match) of the down projections to hook; None: every block's MLP down
-            projection, found by module structure (`hf_memmit.models.mlp.find_mlps`: GPT-2, Llama family,
-            Qwen, Gemma, GPT-NeoX/Pythia, Falcon, Phi, ...).
-    """
-
-    p_gen: float = 0.7
-    p_mem: float = 0.3
-    eval_mode: str = "drop"
-    rescale: str = "none"
-    layout: str = "first"
-    per_layer: bool = False
-    salt: int = 0
-    hash: str = "splitmix64"
-    target_modules: str | None = None
-
-    def __post_init__(self):
-        check_range("p_gen", self.p_gen, 0.0, 1.0, low_open=True)
-        check_range("p_mem", self.p_mem, 0.0, 1.0, low_open=True)
-        check_choice("eval_mode", self.eval_mode, MODES)
-        check_choice("rescale", self.rescale, RESCALES)
-        check_choice("layout", self.layout, LAYOUTS)
-        check_choice("hash", self.hash, HASHES)
-        if not isinstance(self.salt, int) or self.salt < 0:
-            raise ValueError(f"salt={self.salt!r} must be a non-negative integer")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TiedDropoutConfig:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
-
-
-# ---- keys and the hash ------------------------------------------------------------------------------------
-
-def key_of(value) -> int:
-    """A positive 63-bit key for any example id: blake2b of its string form (stable across processes, unlike
-    Python's salted `hash()`); 0 maps to 1, since key 0 must never occur."""
-    digest = hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & _MASK63) or 1
-
-
-def check_keys(keys) -> torch.Tensor:
-    """Keys as a LongTensor; every key must be > 0 (key 0 owned the whole pool upstream, §1.2)."""
-    keys = torch.as_tensor(keys, dtype=torch.long)
-    if keys.numel() and int(keys.min()) <= 0:
-        raise ValueError(f"key {int(keys.min())} is invalid; allowed: integers > 0 (0 would be a degenerate id)")
-    return keys
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer on uint64 arrays (wrap-around arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * _MUL1
-    x = (x ^ (x >> np.uint64(27))) * _MUL2
-    return x ^ (x >> np.uint64(31))
-
-
-def key_units(keys, n_units: int, p: float, salt: int = 0, layer: int = 0) -> torch.Tensor:
-    """Bool (n_keys, n_units): unit j is on for key k iff the top 53 bits of mix(mix(k ^ mix(salt, layer)) +
-    (j+1)·golden) fall below p·2^53, an independent Bernoulli(p) draw per (key, unit) that needs no RNG."""
-    keys = check_keys(keys).reshape(-1).cpu().numpy().astype(np.uint64)
-    with np.errstate(over="ignore"):
-        seed = _mix64(np.array([salt * 1_000_003 + layer + 1], dtype=np.uint64) * _GOLDEN)
-        base = _mix64(keys ^ seed)
-        h = _mix64(base[:, None] + (np.arange(1, n_units + 1, dtype=np.uint64) * _GOLDEN)[None, :])
-    threshold = np.uint64(round(p * (1 << 53)))
-    return torch.from_numpy((h >> np.uint64(11)) < threshold)
-
-
-def general_units(n_units: int, p_gen: float, layout: str = "first", salt: int = 0) -> torch.Tensor:
-    """Bool (n_units,): the general units, `int(n_units * p_gen)` of them (upstream's rounding)."""
-    n_gen = int(n_units * p_gen)
-    out = torch.zeros(n_units, dtype=torch.bool)
-    if layout == "first":
-        out[:n_gen] = True
-    else:  # the n_gen units with the smallest salted hash: a fixed pseudo-random choice
-        with np.errstate(over="ignore"):
-            h = _mix64((np.arange(1, n_units + 1, dtype=np.uint64) + np.uint64(salt)) * _GOLDEN)
-        out[torch.from_numpy(np.argsort(h, kind="stable")[:n_gen].astype(np.int64))] = True
-    return out
-
-
-# ---- the hooks --------------------------------------------------------------------------------------------
 
 def down_projections(model: nn.Module, target_modules: str | None = None) -> list[tuple[str, nn.Module]]:
     """(name, module) of the MLP down projections to hook, in block order: the model's own (`find_mlps`) by
@@ -333,62 +207,3 @@ def get_tied_dropout(model: nn.Module) -> TiedDropout:
 def tied_dropout_mode(model: nn.Module, mode: str, *, rescale: str | None = None, exclude=(), keys=None):
     """`with tied_dropout_mode(model, "drop"):` the evaluation mode of a model with tied dropout attached."""
     return get_tied_dropout(model).mode(mode, rescale=rescale, exclude=exclude, keys=keys)
-
-
-# ---- the Trainer ------------------------------------------------------------------------------------------
-
-class TiedDropoutTrainer(Trainer):
-    """Trainer that hooks tied dropout onto its model and feeds each batch's keys (the `tied_keys` entry the
-    collator adds) to the hooks. The loss is Trainer's own (same `num_items_in_batch` handling), so
-    `loss_is_scaled_for_ga` keeps Trainer's rule. Keys stay set through backward (gradient checkpointing
-    recomputes the forward there) and are cleared when the step ends."""
-
-    keys_input = "tied_keys"
-
-    def __init__(self, *args, tied_config: TiedDropoutConfig, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.model is None:
-            raise ValueError(f"{type(self).__name__} needs `model=` (model_init is not supported)")
-        self.tied_dropout = attach_tied_dropout(self.model, tied_config)
-
-    def keep_columns(self, collator, columns: list[str]):
-        """`collator`, receiving `columns` (ids) as well. Trainer's `remove_unused_columns` would drop them
-        before any collator sees them (hf_apis.md §2.3), so turn it off and filter the other columns here, as
-        Trainer would have."""
-        if not self.args.remove_unused_columns:
-            return collator
-        self.args.remove_unused_columns = False
-        forward = list(inspect.signature(self.model.forward).parameters)
-        return RemoveColumnsCollator(collator, [*forward, "label", "label_ids", *self.label_names, *columns])
-
-    def missing_keys_message(self, inputs: dict) -> str:
-        return (f"{type(self).__name__}: the training batch has no {self.keys_input!r} (columns: "
-                f"{sorted(inputs)}); the keys decide each row's units, so training cannot go on without them")
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        keys = inputs.pop(self.keys_input, None)
-        if keys is None and model.training:
-            raise ValueError(self.missing_keys_message(inputs))
-        if keys is not None:
-            self.tied_dropout.set_keys(keys)
-        return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        try:
-            return super().training_step(model, inputs, num_items_in_batch=num_items_in_batch)
-        finally:
-            self.tied_dropout.set_keys(None)
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        # keys are set here: without labels Trainer calls the model directly, not compute_loss
-        self.tied_dropout.set_keys(inputs.pop(self.keys_input, None))
-        try:
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
-        finally:
-            self.tied_dropout.set_keys(None)
-
-
-__all__ = ["CONFIG_ATTR", "LAYOUTS", "MODES", "RESCALES", "TiedDropout", "TiedDropoutConfig", "TiedDropoutTrainer",
-           "attach_tied_dropout", "check_keys", "down_projections", "general_units", "get_tied_dropout", "key_of",
-           "key_units", "tied_dropout_mode"]

@@ -3,30 +3,18 @@ the forget set (the artifact rows the model memorizes), fit a method's adapter, 
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
-from pathlib import Path
 
-
-def measure_model(model, dataset, task: str, artifact: str, batch_size: int = 64) -> dict:
-    """`evaluate_tinymem`'s numbers, arranged for a table: counts as "memorized/qualifying", per-class rows
-    only when there are several classes."""
-    from ..models.training import evaluate_tinymem
-
-    m = evaluate_tinymem(model, dataset, task, artifact, batch_size, progress=True)
-    out = {"memorized": m["memorized"], "memorized_rows": f"{m['memorized_count']}/{m['qualifying']}",
-           "continues_cleanly": m["clean_continuation"]}
-    dup = {k: v for k, v in m.items() if k.startswith("memorized_dup")}
-    out.update(dup if len(dup) > 1 else {})
-    keys = ("accuracy", "accuracy_no_pad") if task == "math" else ("perplexity", "perplexity_mean_batch_exp")
-    out.update({k: m[k] for k in keys})
-    return out
+from ..metrics import measure_memorization
+from ..unlearning import make_config, unlearn
+from ..utils import atomic_folder, atomic_write_json, library_versions
+from .evaluate import measure_model
+from .run_dir import load_run, run_data_config
 
 
 def forget_set(model, dataset, artifact: str, batch_size: int = 64):
     """The rows to unlearn: the artifact training rows the model currently memorizes (the paper's forget set)."""
-    from ..metrics import measure_memorization
-
     mem = measure_memorization(model, dataset["forget"], batch_size=batch_size)
     return dataset["forget"].select(mem.memorized_indices)
 
@@ -34,16 +22,9 @@ def forget_set(model, dataset, artifact: str, batch_size: int = 64):
 def run_unlearning(model_dir, method: str, out: str | None, options: dict, retain_size: int | None = None,
                    seed: int = 0) -> dict:
     """Measure, unlearn with `method`, measure again, save the adapter: the before/after record."""
-    import dataclasses
-
-    from ..models.training import load_run
-    from ..utils import atomic_folder, atomic_write_json, library_versions
-    from .api import unlearn
-    from .registry import make_config
-
     model, dataset = load_run(model_dir)
-    info = json.loads((Path(model_dir) / "tinymem.json").read_text())["data_config"]
-    task, artifact = info["task"], info["artifact"]
+    data = run_data_config(model_dir)
+    task, artifact = data.task, data.artifact
     before = measure_model(model, dataset, task, artifact)
     forget = forget_set(model, dataset, artifact)
     if len(forget) == 0:
