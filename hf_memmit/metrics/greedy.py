@@ -1,7 +1,7 @@
 """Does greedy decoding from a prompt reproduce a target exactly? The one check every caller uses.
 
 Greedy decoding reproduces a target iff, in one teacher-forced forward pass over prompt + target, the argmax
-at every target position equals the target token (hf_apis.md §2.6): position j sees the true tokens before
+at every target position equals the target token: position j sees the true tokens before
 it, which are exactly what greedy decoding would have produced if it matched so far. So the check is one
 batched forward pass instead of a token-by-token `generate` loop. `greedy_match_generate` runs the loop
 anyway, for cross-checking; both score their tokens with `match_tokens`, as does the `evaluate` metric.
