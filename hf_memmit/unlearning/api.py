@@ -76,12 +76,9 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     if stop is not None:
         peft_model.unlearning_log = stop.report()
         if stop.stopped_at is None:
-            last = max(stop.history[-1:] + stop.sampled[-1:], default=None)  # the later of the two kinds
-            left = ("unknown" if last is None else f"{last[1]} of {len(lengths)}" if len(last) == 2
-                    else f"{last[1]} of a sample of {last[2]}")
             warnings.warn(f"{method.name}: reached the end of its schedule (max_steps={config.max_steps}, "
-                          f"epochs={config.epochs}) with {left} forget rows still extractable at the last check; "
-                          "raise max_steps or ratio")
+                          f"epochs={config.epochs}) with {stop.last_seen()} forget rows still extractable at the "
+                          "last check; raise max_steps or ratio")
     return peft_model
 
 

@@ -281,7 +281,8 @@ def _chunked_losses(model, split: _Split, input_ids, attention_mask, valid, chun
     head_grad = any(p.requires_grad for p in split.head.parameters())
     grad = torch.is_grad_enabled() and (rows.requires_grad or head_grad)
     # a frozen output embedding (unlearning trains masks, not the head) and more than one chunk: take each
-    # chunk's gradient in the forward pass instead of recomputing its logits in the backward
+    # chunk's gradient in the forward pass instead of recomputing its logits in the backward. A single chunk
+    # (small vocabularies, e.g. TinyMem math) keeps autograd's own gradient, bit for bit as before.
     fused = grad and not head_grad and rows.shape[0] > step
     pieces = []
     # split, not slices: the backward joins the chunks' gradients once instead of one rows-sized tensor per chunk

@@ -64,6 +64,14 @@ class ForgetCheck:
             self.stopped_at = step
         return left == 0
 
+    def last_seen(self) -> str:
+        """What the latest check found: "3 of 64" (all rows), "2 of a sample of 64", or "unknown" (no check)."""
+        full = self.history[-1] if self.history else None
+        sample = self.sampled[-1] if self.sampled else None
+        if sample is not None and (full is None or sample[0] > full[0]):
+            return f"{sample[1]} of a sample of {sample[2]}"
+        return "unknown" if full is None else f"{full[1]} of {len(self.prompt_lengths)}"
+
     def report(self) -> dict:
         last = self.history[-1] if self.history else (0, None)
         return {"rows": len(self.prompt_lengths), "checks": self.history, "sampled_checks": self.sampled,
