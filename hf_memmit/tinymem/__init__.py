@@ -8,10 +8,11 @@ from .finetune import FinetuneConfig, finetune_rows, finetune_tinymem, finetune_
 from .run_dir import RUN_FILE, is_finished, load_run, read_run_info, run_data_config, write_run_info
 from .train import causal_lm_collator, last_complete_checkpoint, make_trainer, tokenizer_for, train_tinymem
 from .train_config import SCHEDULES, TrainConfig
-from .unlearn import forget_set, run_unlearning
+from .unlearn import UnlearningSetup, forget_set, prepare_unlearning, run_unlearning, unlearn_prepared
 
 __all__ = [
     "FINETUNE_FILE", "RUN_FILE", "SCHEDULES", "FinetuneConfig", "TinyMemMetricsCallback", "TrainConfig",
+    "UnlearningSetup", "prepare_unlearning", "unlearn_prepared",
     "causal_lm_collator", "evaluate_tinymem", "finetune_rows", "finetune_tinymem", "finetune_trainer", "forget_set",
     "is_finished", "last_complete_checkpoint", "load_run", "make_trainer", "measure_model", "read_run_info",
     "run_data_config", "run_unlearning", "tokenizer_for", "train_tinymem", "write_run_info",
