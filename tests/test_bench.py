@@ -7,9 +7,21 @@ import shutil
 
 import pytest
 
-from hf_memmit.bench import (Setting, best_regularizer_configs, best_runs, method_grid, pareto_front, percent_diff,
-                             plot_tradeoff, plot_training_curves, plot_wall_time, read_runs, sweep_setting,
-                             unlearning_score, write_report)
+from hf_memmit.bench import (
+    Setting,
+    best_regularizer_configs,
+    best_runs,
+    method_grid,
+    pareto_front,
+    percent_diff,
+    plot_tradeoff,
+    plot_training_curves,
+    plot_wall_time,
+    read_runs,
+    sweep_setting,
+    unlearning_score,
+    write_report,
+)
 from hf_memmit.bench.plots import save_png
 from hf_memmit.bench.results import append_run, write_setting
 

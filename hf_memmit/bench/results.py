@@ -1,6 +1,6 @@
 """A bench results folder, the one reader and writer of its files:
 
-    RESULTS_DIR/bench.json               what was asked (suite, grid, settings, methods, retain size)
+    RESULTS_DIR/bench.json               what each call asked for (grid, settings, methods, retain size)
     RESULTS_DIR/models/<setting>/        each setting's trained TinyMem run (its tinymem.json holds the curve)
     RESULTS_DIR/settings/<setting>.json  the unedited model's numbers and the Extra fine-tuning run (time budget)
     RESULTS_DIR/runs.jsonl               one JSON line per unlearning run, appended as each finishes
@@ -73,6 +73,10 @@ def write_setting(results_dir: str | os.PathLike, setting: str, record: dict) ->
     atomic_write_json(path, record)
 
 
-def write_bench(results_dir: str | os.PathLike, record: dict) -> None:
+def record_invocation(results_dir: str | os.PathLike, invocation: dict) -> None:
+    """Add what one `bench` call asked for to `bench.json` (a folder may be filled by several calls)."""
+    path = Path(results_dir) / BENCH_FILE
+    record = json.loads(path.read_text()) if path.exists() else {"invocations": []}
+    record["invocations"].append(invocation)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(results_dir) / BENCH_FILE, record)
+    atomic_write_json(path, record)

@@ -11,12 +11,19 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from ..tinymem import (FinetuneConfig, TrainConfig, finetune_tinymem, is_finished, prepare_unlearning,
-                       train_tinymem, unlearn_prepared)
+from ..tinymem import (
+    FinetuneConfig,
+    TrainConfig,
+    finetune_tinymem,
+    is_finished,
+    prepare_unlearning,
+    train_tinymem,
+    unlearn_prepared,
+)
 from ..unlearning import method_names
 from ..utils import check_int, library_versions
 from .grids import method_grid
-from .results import append_run, model_dir, read_runs, read_setting, run_key, write_bench, write_setting
+from .results import append_run, model_dir, read_runs, read_setting, record_invocation, run_key, write_setting
 from .settings import Setting
 
 PAPER_EXTRA_FT_EPOCHS = 5  # the paper's fine-tuning length, whose Extra-FT time is the unlearning budget
@@ -122,8 +129,9 @@ def run_bench(results_dir, settings: Sequence[Setting], methods: Sequence[str] |
     methods = list(methods or method_names())
     for method in methods:
         method_grid(method, grid, "math", 4)  # unknown methods and grids fail before any training
-    write_bench(results_dir, {"grid": grid, "settings": [s.to_dict() for s in settings], "methods": methods,
-                              "retain_size": retain_size, "extra_ft_epochs": extra_ft_epochs})
+    record_invocation(results_dir, {"grid": grid, "settings": [s.to_dict() for s in settings], "methods": methods,
+                                    "retain_size": retain_size, "jobs": jobs, "extra_ft_epochs": extra_ft_epochs,
+                                    "versions": library_versions()})
     for setting in settings:
         prepare_setting(results_dir, setting, extra_ft_epochs, log)
         sweep_setting(results_dir, setting, methods, grid, retain_size, jobs, log=log)
