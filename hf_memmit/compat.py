@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import warnings
+from contextlib import contextmanager
 
 from packaging.version import Version
 
@@ -48,3 +49,13 @@ def warn_on_peft_version_gap() -> None:
         "affected. For the tested versions install with the project's constraints.txt "
         "(pip install -c constraints.txt ...).",
         UserWarning, stacklevel=3)
+
+
+@contextmanager
+def quiet_peft_wrapping():
+    """peft 0.21 reads `model.is_gradient_checkpointing` whenever it wraps a model (`get_peft_model`,
+    `PeftModel.from_pretrained`); transformers 5 deprecated that property for `is_activation_checkpointing` and
+    warns each time. Nothing a user can act on, so it is silenced around our own wrapping calls only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, snapshot_download
 
+from ..compat import quiet_peft_wrapping
 from ..data import TinyMemDataConfig, build_tinymem
 from ..tinymem import read_run_info
 from .files import TINYMEM_FILE, artifact_fingerprint, artifact_split, require_safetensors
@@ -99,7 +100,8 @@ def load_adapter(model, adapter: str, *, revision: str | None = None, **download
 
     folder = resolve_folder(adapter, revision=revision, **download_kwargs)
     require_safetensors(folder, "adapter_model.safetensors", f"adapter {adapter}")
-    return PeftModel.from_pretrained(model, str(folder))
+    with quiet_peft_wrapping():
+        return PeftModel.from_pretrained(model, str(folder))
 
 
 def load_tinymem_data(repo_id_or_path: str, config_name: str, *, revision: str | None = None, **download_kwargs):

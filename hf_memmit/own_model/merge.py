@@ -7,6 +7,7 @@ from pathlib import Path
 
 from peft import PeftConfig, PeftModel
 
+from ..compat import quiet_peft_wrapping
 from ..models import load_causal_lm, model_fingerprint
 from ..utils import atomic_folder
 from .unlearn import RESULT_FILE, weight_sums
@@ -33,7 +34,8 @@ def merge_adapter(adapter_dir, out, *, base=None, dtype: str = "auto", device: s
             raise ValueError(f"the adapter in {adapter_dir} was fitted on a different base model than {base} "
                              f"({'architecture' if not same_architecture else 'weights'} differ); allowed: the base "
                              f"model it was fitted on ({record.get('model')})")
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with quiet_peft_wrapping():
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     with atomic_folder(out) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import GPT2LMHeadModel, Trainer, TrainingArguments
+from transformers import GPT2LMHeadModel, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
 from ..data import TinyMemDataConfig, build_tinymem
 from ..data.tokenizers import MathTokenizer, gpt2_tokenizer
@@ -25,9 +25,32 @@ from .train_config import TrainConfig
 
 
 def causal_lm_collator(features: list[dict]) -> dict[str, torch.Tensor]:
-    """Rows are already fixed-length blocks: labels are the inputs (the model shifts them), pads included."""
+    """Rows are already fixed-length blocks: labels are the inputs (the model shifts them), pads included. The
+    all-ones attention mask says that pads are attended, as the paper trains (the same losses and gradients as
+    no mask; without one, transformers warns that pads may be unmasked)."""
     ids = torch.tensor([f["input_ids"] for f in features], dtype=torch.long)
-    return {"input_ids": ids, "labels": ids.clone()}
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def name_the_loss(model) -> None:
+    """GPT-2's class name maps to no transformers loss type, so every forward with labels warns that it falls back
+    to the causal-LM loss; naming that loss keeps it and drops the warning."""
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+
+
+class _BarOnlyProgress(ProgressCallback):
+    """The progress bar without the raw log dicts it prints every logging step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def print_no_log_dicts(trainer: Trainer) -> None:
+    """Keep the progress bar (if any) but not the `{'loss': ...}` dicts the Trainer prints at each logging step:
+    a TinyMem run prints its own line per evaluation, and the logs stay in `state.log_history`."""
+    if trainer.pop_callback(PrinterCallback) is None and trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_BarOnlyProgress)
 
 
 def training_arguments(output_dir, *, seed: int, weight_decay: float, adam_beta2: float, **kwargs) -> TrainingArguments:
@@ -65,6 +88,7 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(tinymem_config(data.task, train.n_layer, allow_custom_layers=train.allow_custom_layers,
                                            max_ctx=data.max_ctx))
+    name_the_loss(model)
     steps_per_epoch = -(-len(dataset["train"]) // train.batch_size)
     args = training_arguments(
         output_dir, seed=seed, weight_decay=train.weight_decay, adam_beta2=train.adam_beta2,
@@ -83,6 +107,7 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
     kwargs = {"data_collator": causal_lm_collator, **(trainer_kwargs or {})}  # a regularizer may bring its own
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset["train"],
                           processing_class=tokenizer_for(data.task), callbacks=list(callbacks), **kwargs)
+    print_no_log_dicts(trainer)
     return trainer, metrics_cb
 
 

@@ -10,6 +10,7 @@ from peft.utils.error import NoMatchingPeftModuleError
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ..compat import quiet_peft_wrapping
 from .data import as_rows, check_disjoint
 from .registry import get_method
 from .stopping import ForgetCheck, prompt_lengths_of
@@ -91,7 +92,8 @@ def _attach(model, config, adapter_name: str) -> PeftModel:
             model.add_adapter(adapter_name, config)
             model.set_adapter(adapter_name)
             return model
-        return get_peft_model(model, config, adapter_name=adapter_name)
+        with quiet_peft_wrapping():
+            return get_peft_model(model, config, adapter_name=adapter_name)
     except NoMatchingPeftModuleError as err:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
         raise ValueError(
