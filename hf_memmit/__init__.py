@@ -11,7 +11,7 @@ import importlib
 
 from . import tuners  # noqa: F401  (registers the WEIGHT_MASK / NEURON_MASK adapter types with peft)
 from .compat import warn_on_peft_version_gap
-from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
+from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig  # noqa: F401  (public, eager: cheap)
 
 __version__ = "0.1.0"
 

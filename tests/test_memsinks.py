@@ -16,6 +16,7 @@ from hf_memmit.metrics.memsinks import (
     mean_document_loss,
     memorization_gap,
 )
+from hf_memmit.trainers.tied_dropout import get_tied_dropout, tied_dropout_mode
 from hf_memmit.trainers.tied_dropout.memsinks import (
     PAD_SEQ_ID,
     MemSinksCollator,
@@ -24,7 +25,6 @@ from hf_memmit.trainers.tied_dropout.memsinks import (
     document_attention_mask,
     document_id,
 )
-from hf_memmit.trainers.tied_dropout import get_tied_dropout, tied_dropout_mode
 
 MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama}
 
