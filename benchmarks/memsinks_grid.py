@@ -24,7 +24,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, md_table, write_results
 
 from hf_memmit.metrics.memsinks import gap_closure, paper_claims
-from hf_memmit.trainers.memsinks import DROP_RESCALES, HEADLINE, OWN_SINKS, PLAIN, SINKS_ON, sinks_dropped
+from hf_memmit.trainers.tied_dropout.memsinks import (
+    DROP_RESCALES,
+    HEADLINE,
+    OWN_SINKS,
+    PLAIN,
+    SINKS_ON,
+    sinks_dropped,
+)
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "memsinks_smollm.py"
 # The CPU scale of issue 8 (benchmarks/results/memsinks_cpu.md): 2.1 M-parameter SmolLM shape, 32 Wikipedia

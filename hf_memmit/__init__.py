@@ -1,52 +1,79 @@
-"""hf_memmit: find, measure and remove memorization in causal LMs with the Hugging Face stack."""
+"""hf_memmit: find, measure and remove memorization in causal LMs with the Hugging Face stack.
 
-__version__ = "0.1.0"
+`import hf_memmit` registers the mask adapter types with peft (so a saved adapter loads) and nothing more: every
+other public name loads its subpackage on first use (PEP 562 `__getattr__`), so `datasets`, `evaluate` and the
+Hub client's upload and card code are not imported by a process that only loads an adapter.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from . import tuners  # noqa: F401  (registers the WEIGHT_MASK / NEURON_MASK adapter types with peft)
 from .compat import warn_on_peft_version_gap
-from .data import WindowStats, load_records, make_windows, tokenize_records, wiki_offline_texts
-from .data import MathTokenizer, TinyMemDataConfig, data_config_of, gpt2_tokenizer, load_tinymem_dataset
-from .hub import (load_adapter, load_tinymem, load_tinymem_data, push_adapter, push_checkpoint, push_dataset,
-                  suite_model_name)
-from .metrics import (MEMORIZATION_METRIC_PATH, Memorization, MemorizationCallback, MemorizationResult, greedy_match,
-                      greedy_match_generate, match_tokens, measure_memorization, perplexity, token_accuracy)
-from .metrics import ScanResult, scan_records, scan_windows
-from .models import convert_gguf, load_causal_lm, model_fingerprint, smollm2_gguf_path, tinymem_config, tinymem_model
-from .own_model import merge_adapter, scan_model, unlearn_records
-from .tinymem import FinetuneConfig, TrainConfig, finetune_tinymem, run_unlearning, train_tinymem
-from .trainers import (ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer, LossTruncationConfig,
-                       LossTruncationTrainer, MemSinksCollator, MemSinksConfig, MemSinksTrainer, SpectralNormConfig,
-                       SpectralNormTrainer, TiedDropoutConfig, attach_tied_dropout, tied_dropout_mode)
-from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig
-from .unlearning import METHODS, get_method, make_config, method_names, neuron_scores, unlearn
+from .tuners import MemmitPeftType, NeuronMaskConfig, WeightMaskConfig  # noqa: F401  (public, eager: cheap)
 
-# every registered unlearning method's config class (BalancedSubnetConfig, ZeroConfig, ...): a method file that
-# registers itself is exported here without editing this file
-_METHOD_CONFIGS = {method.config_class.__name__: method.config_class for method in METHODS.values()}
-globals().update(_METHOD_CONFIGS)
+__version__ = "0.1.0"
 
-__all__ = [
+# public name -> the subpackage that defines it, grouped as users meet them. Internals (the method table,
+# make_config, match_tokens, suite_model_name, ...) stay in their subpackages.
+_EXPORTS = {
     # data and models
-    "MathTokenizer", "TinyMemDataConfig", "TrainConfig", "data_config_of", "gpt2_tokenizer", "load_tinymem_dataset",
-    "tinymem_config", "tinymem_model", "train_tinymem",
-    # measurement
-    "MEMORIZATION_METRIC_PATH", "Memorization", "MemorizationCallback", "MemorizationResult", "greedy_match",
-    "greedy_match_generate", "match_tokens", "measure_memorization", "perplexity", "token_accuracy",
-    # unlearning adapters (and, appended below, every registered method's config class)
-    "METHODS", "MemmitPeftType", "NeuronMaskConfig", "WeightMaskConfig", "get_method", "make_config", "method_names",
-    "neuron_scores", "run_unlearning", "unlearn",
+    "data": ("MathTokenizer", "TinyMemDataConfig", "data_config_of", "gpt2_tokenizer", "load_tinymem_dataset",
+             "WindowStats", "load_records", "make_windows", "tokenize_records", "wiki_offline_texts"),
+    "models": ("convert_gguf", "load_causal_lm", "model_fingerprint", "smollm2_gguf_path", "tinymem_config",
+               "tinymem_model"),
+    # measurement and the result types it returns
+    "metrics": ("MEMORIZATION_METRIC_PATH", "GreedyMatch", "Memorization", "MemorizationCallback",
+                "MemorizationResult", "ScanResult", "greedy_match", "greedy_match_generate", "measure_memorization",
+                "perplexity", "scan_records", "scan_windows", "token_accuracy"),
+    # unlearning adapters (every registered method's config class is found through the registry, below)
+    "unlearning": ("get_method", "method_names", "neuron_scores", "unlearn"),
     # train-time mitigation
-    "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "FinetuneConfig", "LossTruncationConfig",
-    "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer", "SpectralNormConfig",
-    "SpectralNormTrainer", "TiedDropoutConfig", "attach_tied_dropout", "finetune_tinymem", "tied_dropout_mode",
+    "trainers": ("ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "LossTruncationConfig",
+                 "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer",
+                 "SpectralNormConfig", "SpectralNormTrainer", "TiedDropoutConfig", "attach_tied_dropout",
+                 "tied_dropout_mode"),
+    # the TinyMem workflow
+    "tinymem": ("FinetuneConfig", "TrainConfig", "finetune_tinymem", "run_unlearning", "train_tinymem"),
     # your own model: records -> scan -> unlearn -> merge
-    "ScanResult", "WindowStats", "convert_gguf", "load_causal_lm", "load_records", "make_windows", "merge_adapter",
-    "model_fingerprint", "scan_model", "scan_records", "scan_windows", "smollm2_gguf_path", "tokenize_records",
-    "unlearn_records", "wiki_offline_texts",
+    "own_model": ("merge_adapter", "scan_model", "unlearn_records"),
     # Hub
-    "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter", "push_checkpoint", "push_dataset",
-    "suite_model_name",
-    *_METHOD_CONFIGS,
-]
+    "hub": ("TinyMemCheckpoint", "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter",
+            "push_checkpoint", "push_dataset"),
+}
+_HOME = {name: package for package, names in _EXPORTS.items() for name in names}
+_EAGER = ("MemmitPeftType", "NeuronMaskConfig", "WeightMaskConfig")
+_SUBPACKAGES = ("cli", "compat", "data", "hub", "metrics", "models", "own_model", "tinymem", "trainers", "tuners",
+                "unlearning", "utils")
+
+
+def _method_configs() -> dict[str, type]:
+    """Every registered unlearning method's config class by name (BalancedSubnetConfig, ZeroConfig, ...): a
+    method file that registers itself is exported without editing this file."""
+    from .unlearning import METHODS
+
+    return {method.config_class.__name__: method.config_class for method in METHODS.values()}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value  # found once, then a plain attribute
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    if name == "__all__":  # computed on each use: it lists methods registered after the import too
+        return sorted([*_EAGER, *_HOME, *_method_configs()])
+    if name.endswith("Config"):
+        configs = _method_configs()
+        if name in configs:
+            return configs[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__getattr__("__all__")))
+
 
 warn_on_peft_version_gap()  # once per process: a transformers that needs a newer peft than the installed one

@@ -182,7 +182,7 @@ def make_trainer(args, model, train_docs, pad_id: int):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    from hf_memmit.trainers.memsinks import MemSinksCollator, MemSinksConfig, MemSinksTrainer
+    from hf_memmit.trainers.tied_dropout.memsinks import MemSinksCollator, MemSinksConfig, MemSinksTrainer
 
     collator = MemSinksCollator(pad_token_id=pad_id, block_size=args.block_size, pack=True)
     targs = TrainingArguments(
@@ -204,7 +204,7 @@ def make_trainer(args, model, train_docs, pad_id: int):
 
 def evaluate(model, splits, args, mode: str) -> dict:
     """Loss-gap and (k, l) metrics; MemSinks under each eval mode (sinks on / dropped x rescale / own)."""
-    from hf_memmit.trainers.memsinks import evaluate_memsinks
+    from hf_memmit.trainers.tied_dropout.memsinks import evaluate_memsinks
 
     return evaluate_memsinks(model, splits["repeated"], splits["heldout"], splits["validation"], k=args.k, l=args.l,
                              sinks=mode == "memsinks")
@@ -236,7 +236,7 @@ def compare(args) -> dict:
     """Gap closure of MemSinks (sinks dropped, each rescale) against standard training; L_val against standard
     (within 2%) and dedup (better): the paper's claims (Ghosal et al. 2025, "Memorization Sinks")."""
     from hf_memmit.metrics.memsinks import closure_row, paper_claims
-    from hf_memmit.trainers.memsinks import HEADLINE, PLAIN
+    from hf_memmit.trainers.tied_dropout.memsinks import HEADLINE, PLAIN
 
     std, ms, dd = (json.loads((Path(r) / f"memsinks_{m}.json").read_text())
                    for r, m in zip(args.runs, ("standard", "memsinks", "dedup")))

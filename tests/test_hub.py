@@ -251,22 +251,51 @@ def hub(tmp_path_factory):
         yield fake
 
 
+class RecordingApi:
+    """What the push functions get as `api=` in place of `HfApi`: records each call and applies each upload
+    to `hub`, so the repo lands in the HF cache as a download leaves it (no client internals patched)."""
+
+    def __init__(self, hub: FakeHub):
+        self.hub, self.endpoint, self.calls = hub, hub.endpoint, []
+
+    def create_repo(self, repo_id, *, repo_type=None, private=False, exist_ok=False):
+        self.calls.append(("create_repo", repo_id, {"repo_type": repo_type, "private": private, "exist_ok": exist_ok}))
+        return self.hub.create_repo(self, repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok)
+
+    def upload_folder(self, *, repo_id, folder_path, repo_type=None, commit_message=None):
+        root = Path(folder_path)
+        files = {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+        self.calls.append(("upload_folder", repo_id, {"repo_type": repo_type, "files": sorted(files),
+                                                      "commit_message": commit_message}))
+        sha = self.hub.apply((repo_type or "model", repo_id), files, [], commit_message, None)
+        return types.SimpleNamespace(oid=sha, commit_url=f"{self.endpoint}/{repo_id}/commit/{sha}")
+
+
 @pytest.fixture(scope="module")
 def pushed(hub, tiny_trained):
-    """tiny_trained pushed as MODEL_REPO (with its data in DATA_REPO); its memorization measured before."""
+    """tiny_trained pushed as MODEL_REPO through a `RecordingApi` (with its data in DATA_REPO, through the
+    real client); its memorization measured before. Returns (before, info, api)."""
     model, dataset, run = tiny_trained
     before = measure_memorization(model, dataset["backdoor_test"])
-    info = push_checkpoint(run, MODEL_REPO, private=True, dataset_repo=DATA_REPO)
+    api = RecordingApi(hub)
+    info = push_checkpoint(run, MODEL_REPO, private=True, dataset_repo=DATA_REPO, api=api)
     push_dataset(dataset, DATA_REPO)
-    return before, info
+    return before, info, api
 
 
-def test_push_download_measure_gives_the_same_numbers(hub, pushed):
-    before, info = pushed
+def test_push_download_measure_gives_the_same_numbers(hub, pushed, tiny_trained):
+    before, info, api = pushed
+    files = {"README.md", "config.json", "generation_config.json", "model.safetensors", "tinymem.json",
+             "tokenizer.json", "tokenizer_config.json"}
+    # one repo creation, then the whole folder in one upload_folder commit
+    assert api.calls == [
+        ("create_repo", MODEL_REPO, {"repo_type": "model", "private": True, "exist_ok": True}),
+        ("upload_folder", MODEL_REPO, {"repo_type": "model", "files": sorted(files),
+                                       "commit_message": f"Upload TinyMem checkpoint {tiny_trained[2].name}"}),
+    ]
     commit = next(c for c in hub.commits if c["repo"] == ("model", MODEL_REPO) and c["sha"] == info["commit"])
-    assert set(commit["added"]) == {"README.md", "config.json", "generation_config.json", "model.safetensors",
-                                    "tinymem.json", "tokenizer.json", "tokenizer_config.json"}
-    assert "model.safetensors" in hub.xet_uploads  # went through the Xet upload of upload_folder's pipeline
+    assert set(commit["added"]) == files
+    assert info["commit_url"].endswith(info["commit"])
     assert hub.repos[("model", MODEL_REPO)]["private"]
 
     tm = load_tinymem(MODEL_REPO)  # offline: through snapshot_download and the cache
@@ -280,7 +309,7 @@ def test_push_download_measure_gives_the_same_numbers(hub, pushed):
 
 
 def test_load_from_local_folders_and_fingerprint_check(pushed, tiny_trained, tmp_path):
-    before, _ = pushed
+    before, _, _ = pushed
     local = load_tinymem(str(tiny_trained[2]))  # a run directory is a TinyMem folder too
     assert measure_memorization(local.model, local.artifacts).flags == before.flags
     folder = tmp_path / "copy"
@@ -304,7 +333,7 @@ def test_plain_transformers_loads_the_pushed_repo_without_hf_memmit(pushed):
 
 
 def test_model_card_parses_and_validates(pushed):
-    _, info = pushed
+    _, info, _ = pushed
     card = ModelCard.load(MODEL_REPO)  # offline, from the cache
     validate_card(str(card), "model")
     data = card.data
@@ -351,7 +380,14 @@ def test_adapter_push_card_and_load(hub, pushed, tiny_trained, tmp_path):
     record = run_unlearning(tiny_trained[2], "act", str(tmp_path / "adapter"), {"ratio": 0.05},
                             retain_size=100)
     repo = f"{ORG}/tiny-math-backdoor-act"
-    push_adapter(tmp_path / "adapter", repo, base_model=MODEL_REPO)
+    api = RecordingApi(hub)
+    pushed_record = push_adapter(tmp_path / "adapter", repo, base_model=MODEL_REPO, api=api)
+    assert [(name, repo_id) for name, repo_id, _ in api.calls] == [("create_repo", repo), ("upload_folder", repo)]
+    assert api.calls[0][2] == {"repo_type": "model", "private": False, "exist_ok": True}
+    assert api.calls[1][2]["files"] == ["README.md", "adapter_config.json", "adapter_model.safetensors",
+                                        "unlearning_result.json"]
+    assert api.calls[1][2]["commit_message"] == "Upload act adapter"
+    assert pushed_record["commit"] == hub.repos[("model", repo)]["head"] and pushed_record["model"] == MODEL_REPO
     card = ModelCard.load(repo)
     validate_card(str(card), "model")
     assert card.data.library_name == "peft" and card.data.base_model == MODEL_REPO
@@ -384,9 +420,13 @@ def test_push_cli_bad_repo_id_and_unfinished_run(tmp_path):
 
 
 def test_push_cli(hub, tiny_trained):
+    """The CLI pushes through the real `HfApi`: upload_folder's own pipeline, Xet upload included."""
     repo = f"{ORG}/via-cli"
+    n_uploads = len(hub.xet_uploads)
     res = CliRunner().invoke(main, ["push", str(tiny_trained[2]), "--repo-id", repo])
     assert res.exit_code == 0, res.output
+    assert "model.safetensors" in hub.xet_uploads[n_uploads:]
+    assert load_tinymem(repo).info["hub"]["repo_id"] == repo  # offline, back from the cache
     assert "tinymem.json" in hub.repos[("model", repo)]["files"] and not hub.repos[("model", repo)]["private"]
 
 

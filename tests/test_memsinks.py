@@ -16,7 +16,8 @@ from hf_memmit.metrics.memsinks import (
     mean_document_loss,
     memorization_gap,
 )
-from hf_memmit.trainers.memsinks import (
+from hf_memmit.trainers.tied_dropout import get_tied_dropout, tied_dropout_mode
+from hf_memmit.trainers.tied_dropout.memsinks import (
     PAD_SEQ_ID,
     MemSinksCollator,
     MemSinksConfig,
@@ -24,7 +25,6 @@ from hf_memmit.trainers.memsinks import (
     document_attention_mask,
     document_id,
 )
-from hf_memmit.trainers.tied_dropout import get_tied_dropout, tied_dropout_mode
 
 MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama}
 
@@ -115,7 +115,7 @@ def test_packed_documents_are_isolated(arch, attn):
     def run(b):
         mask = b["attention_mask"]
         if attn == "eager":
-            from hf_memmit.trainers.memsinks.collator import additive_mask
+            from hf_memmit.trainers.tied_dropout.memsinks.collator import additive_mask
 
             mask = additive_mask(mask, torch.float32)
         return model(input_ids=b["input_ids"], attention_mask=mask, position_ids=b["position_ids"]).logits[0]

@@ -10,12 +10,6 @@ import torch
 from _tiny_models import one_thread, tiny_gpt2, tiny_llama, token_rows
 from transformers.pytorch_utils import Conv1D
 
-from hf_memmit.trainers.example_tied_dropout import (
-    ExampleKeyCollator,
-    ExampleTiedDropoutConfig,
-    ExampleTiedDropoutTrainer,
-    example_keys,
-)
 from hf_memmit.trainers.tied_dropout import (
     TiedDropoutConfig,
     attach_tied_dropout,
@@ -24,6 +18,12 @@ from hf_memmit.trainers.tied_dropout import (
     key_of,
     key_units,
     tied_dropout_mode,
+)
+from hf_memmit.trainers.tied_dropout.example_tied import (
+    ExampleKeyCollator,
+    ExampleTiedDropoutConfig,
+    ExampleTiedDropoutTrainer,
+    example_keys,
 )
 
 MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama}

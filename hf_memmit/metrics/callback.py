@@ -19,6 +19,9 @@ class MemorizationCallback(TrainerCallback):
 
     A step measured twice (a logging step that is also an evaluation step) is measured once. Every process
     measures, so the logs agree across ranks. The model is put back in training mode afterwards.
+
+    Subclasses change what is measured by overriding `measure` (and `marker`, the key that tells their records
+    apart in `log_history`); the schedule stays here (`hf_memmit.tinymem.TinyMemMetricsCallback` adds accuracy).
     """
 
     def __init__(self, rows, *, every_steps: int | None = None, at_evaluate: bool = True, name: str = "memorization",
@@ -44,17 +47,25 @@ class MemorizationCallback(TrainerCallback):
             out.update({f"{n}_dup{c}_fraction": v["fraction"] for c, v in result.per_class.items()})
         return out
 
+    @property
+    def marker(self) -> str:
+        """A key every record of this callback carries (so a step already logged is not logged twice)."""
+        return f"{self.name}_fraction"
+
     def measure(self, model, step: int) -> dict[str, float]:
         if self._cache is None or self._cache[0] != step:
             self.last_result = measure_memorization(model, self.rows, **self.options)
             self._cache = (step, self.metrics(self.last_result))
         return self._cache[1]
 
-    def _log(self, state, model) -> None:
-        if any(e.get("step") == state.global_step and f"{self.name}_fraction" in e for e in state.log_history):
-            return
+    def _log(self, state, model) -> dict | None:
+        """Append this step's record to `log_history` and return it (None: the step was logged already)."""
+        if any(e.get("step") == state.global_step and self.marker in e for e in state.log_history):
+            return None
         values = self.measure(model, state.global_step)
-        state.log_history.append({**values, "epoch": round(state.epoch or 0.0, 4), "step": state.global_step})
+        record = {**values, "epoch": round(state.epoch or 0.0, 4), "step": state.global_step}
+        state.log_history.append(record)
+        return record
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every_steps and state.global_step % self.every_steps == 0:

@@ -3,16 +3,19 @@ the clean test rows, during training (a callback), after it and around each miti
 
 from __future__ import annotations
 
-from transformers import TrainerCallback
+from ..metrics import MemorizationCallback, measure_memorization, perplexity, token_accuracy
 
-from ..metrics import measure_memorization, perplexity, token_accuracy
+
+def artifact_rows(dataset, artifact: str):
+    """The rows whose memorization a run reports: the held-out backdoored rows for backdoors (a backdoor is
+    learned when it fires on unseen triggers), the artifact rows of the training set otherwise."""
+    return dataset["backdoor_test" if artifact == "backdoor" else "forget"]
 
 
 def evaluate_tinymem(model, dataset, task: str, artifact: str, batch_size: int = 128, progress: bool = False) -> dict:
     """Memorization of the artifact rows (the held-out backdoored rows for backdoors) plus accuracy (math) or
     perplexity (language) on the clean test rows: the numbers a TinyMem run reports during and after training."""
-    rows = dataset["backdoor_test" if artifact == "backdoor" else "forget"]
-    mem = measure_memorization(model, rows, batch_size=batch_size, progress=progress)
+    mem = measure_memorization(model, artifact_rows(dataset, artifact), batch_size=batch_size, progress=progress)
     out = {"memorized": mem.fraction, "memorized_count": mem.memorized, "qualifying": mem.total,
            "clean_continuation": mem.clean_fraction}
     for cls, c in mem.per_class.items():
@@ -40,28 +43,29 @@ def measure_model(model, dataset, task: str, artifact: str, batch_size: int = 64
     return out
 
 
-class TinyMemMetricsCallback(TrainerCallback):
+class TinyMemMetricsCallback(MemorizationCallback):
     """Logs memorization of the artifact rows and accuracy/perplexity on the clean test rows every
-    `every_steps` optimizer steps and at the end, into `state.log_history` (so the curve survives resume)."""
+    `every_steps` optimizer steps and at the end, into `state.log_history` (so the curve survives resume).
+    The schedule is `MemorizationCallback`'s; what is measured is `evaluate_tinymem`, and `progress` (if given)
+    is called with each new record."""
 
     def __init__(self, dataset, task: str, artifact: str, every_steps: int, batch_size: int = 128, progress=None):
-        self.dataset, self.task, self.artifact = dataset, task, artifact
-        self.every_steps, self.batch_size, self.progress = max(1, every_steps), batch_size, progress
+        super().__init__(artifact_rows(dataset, artifact), every_steps=max(1, every_steps), at_evaluate=False,
+                         batch_size=batch_size)
+        self.dataset, self.task, self.artifact, self.progress = dataset, task, artifact, progress
+
+    @property
+    def marker(self) -> str:
+        return "memorized"
 
     def evaluate(self, model) -> dict[str, float]:
-        return evaluate_tinymem(model, self.dataset, self.task, self.artifact, self.batch_size)
+        return evaluate_tinymem(model, self.dataset, self.task, self.artifact, self.options["batch_size"])
 
-    def _log(self, state, model):
-        if any(e.get("step") == state.global_step and "memorized" in e for e in state.log_history):
-            return
-        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **self.evaluate(model)}
-        state.log_history.append(record)
-        if self.progress is not None:
+    def measure(self, model, step: int) -> dict[str, float]:
+        return self.evaluate(model)
+
+    def _log(self, state, model) -> dict | None:
+        record = super()._log(state, model)
+        if record is not None and self.progress is not None:
             self.progress(record)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every_steps == 0:
-            self._log(state, model)
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self._log(state, model)
+        return record

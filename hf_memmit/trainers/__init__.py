@@ -5,8 +5,9 @@ own file (`registry`). The fine-tuning recipes of a TinyMem run live in `hf_memm
 # isort: off
 from .spectral_norm import SpectralNormConfig, SpectralNormRegularizer, SpectralNormTrainer, spectral_targets
 from .loss_truncation import LossQuantile, LossTruncationConfig, LossTruncationTrainer, sequence_losses
-from .example_tied_dropout import ExampleKeyCollator, ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer
-from .memsinks import MemSinksCollator, MemSinksConfig, MemSinksTrainer, document_attention_mask, document_id
+from .tied_dropout.example_tied import ExampleKeyCollator, ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer
+from .tied_dropout.memsinks import (MemSinksCollator, MemSinksConfig, MemSinksTrainer, document_attention_mask,
+                                    document_id)
 # isort: on
 from .registry import (REGULARIZERS, Regularizer, get_regularizer, register_regularizer, regularizer_names,
                        regularizer_trainer, unregister_regularizer)

@@ -15,6 +15,9 @@ units x 0; general units x 1 (`none`), x (g+p)/g (`code`, the references' formul
 (`mass`, the expected activation mass)), `seq` (the key's own training mask). `exclude` zeroes the pool
 units of given keys in `all` and `seq`. `all` and `drop` need no keys, so they work with `generate()` and
 the KV cache; `seq` with one key per row does too.
+
+The two methods built on this core live here too: `example_tied` (example-tied dropout) and `memsinks/`
+(MemSinks); `hf_memmit.trainers` exports their public names.
 """
 
 from .config import CONFIG_ATTR, HASHES, LAYOUTS, MODES, RESCALES, TiedDropoutConfig

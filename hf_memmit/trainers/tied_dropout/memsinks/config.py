@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...utils import check_range
-from ..tied_dropout import TiedDropoutConfig
+from ....utils import check_range
+from ..config import TiedDropoutConfig
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..tied_dropout import check_keys, hash63
+from ..keys import check_keys, hash63
 
 PAD_SEQ_ID = 1  # pad tokens' id: fixed, non-zero, never given to a document (their loss is masked anyway)
 IGNORE_INDEX = -100

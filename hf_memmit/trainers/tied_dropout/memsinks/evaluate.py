@@ -5,8 +5,8 @@ recipe and the benchmarks."""
 
 from __future__ import annotations
 
-from ...metrics.memsinks import kl_memorization, loss_report
-from ..tied_dropout import get_tied_dropout
+from ....metrics.memsinks import kl_memorization, loss_report
+from ..hooks import get_tied_dropout
 from .collator import document_id
 
 PLAIN = "plain"  # a model without sinks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import register_regularizer
-from ..tied_dropout import TiedDropoutTrainer
+from ...registry import register_regularizer
+from ..trainer import TiedDropoutTrainer
 from .collator import MemSinksCollator, additive_mask
 from .config import MemSinksConfig
 

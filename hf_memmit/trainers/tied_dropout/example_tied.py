@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from transformers.data.data_collator import default_data_collator
 
-from .registry import register_regularizer
-from .tied_dropout import TiedDropoutConfig, TiedDropoutTrainer, key_of
+from ..registry import register_regularizer
+from .config import TiedDropoutConfig
+from .keys import key_of
+from .trainer import TiedDropoutTrainer
 
 
 @dataclass
