@@ -38,13 +38,15 @@ _EXPORTS = {
     "tinymem": ("FinetuneConfig", "TrainConfig", "finetune_tinymem", "run_unlearning", "train_tinymem"),
     # your own model: records -> scan -> unlearn -> merge
     "own_model": ("merge_adapter", "scan_model", "unlearn_records"),
+    # the paper's comparison on your own settings: sweeps, best-run selection, tables and plots
+    "bench": ("run_bench", "write_report"),
     # Hub
     "hub": ("TinyMemCheckpoint", "load_adapter", "load_tinymem", "load_tinymem_data", "push_adapter",
             "push_checkpoint", "push_dataset"),
 }
 _HOME = {name: package for package, names in _EXPORTS.items() for name in names}
 _EAGER = ("MemmitPeftType", "NeuronMaskConfig", "WeightMaskConfig")
-_SUBPACKAGES = ("cli", "compat", "data", "hub", "metrics", "models", "own_model", "tinymem", "trainers", "tuners",
+_SUBPACKAGES = ("bench", "cli", "compat", "data", "hub", "metrics", "models", "own_model", "tinymem", "trainers", "tuners",
                 "unlearning", "utils")
 
 
