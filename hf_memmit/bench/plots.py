@@ -8,6 +8,7 @@ import io
 import math
 import os
 
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from ..utils import atomic_write_bytes
@@ -43,12 +44,14 @@ def plot_tradeoff(rows: list[dict], best: dict[str, list[dict]], key: str, title
     ax = fig.add_subplot()
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
     methods = list(dict.fromkeys(r["method"] for r in ok))
-    for method in methods:
+    colors = colormaps["tab20"]  # 11+ methods: the default 10-colour cycle would repeat
+    for i, method in enumerate(methods):
+        color = colors(2 * i % 20 + (2 * i // 20) % 2)
         pts = [(100 * r["after"]["memorized"], _quality(r["after"][key], key)) for r in ok if r["method"] == method]
-        line = ax.scatter(*zip(*pts), s=22, alpha=0.75, label=method)
+        ax.scatter(*zip(*pts), s=22, alpha=0.8, color=color, label=method)
         chosen = [(100 * r["after"]["memorized"], _quality(r["after"][key], key)) for r in best.get(method, [])]
         if chosen:
-            ax.scatter(*zip(*chosen), s=140, facecolors="none", edgecolors=line.get_facecolor()[:1], linewidths=2)
+            ax.scatter(*zip(*chosen), s=140, facecolors="none", edgecolors=[color], linewidths=2)
     if ok:
         before = ok[0]["before"]
         ax.scatter([100 * before["memorized"]], [_quality(before[key], key)], marker="*", s=260, color="black",
