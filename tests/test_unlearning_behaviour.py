@@ -77,7 +77,8 @@ def test_act_neuron_level_removes_the_backdoor_and_keeps_accuracy(memorized):
 
 
 def test_subnet_removes_the_backdoor_and_keeps_accuracy(memorized):
-    (held_out, train_rows, acc_after), acc_before = _before_after(memorized, "subnet", ratio=0.1, epochs=10)
+    (held_out, train_rows, acc_after), acc_before = _before_after(memorized, "subnet", retain=False, ratio=0.1,
+                                                                epochs=10)
     assert held_out.fraction <= 0.1 and train_rows.fraction <= 0.1, (held_out.fraction, train_rows.fraction)
     assert acc_after >= acc_before - 0.05, (acc_before, acc_after)  # measured: -0.03
 
