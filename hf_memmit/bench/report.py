@@ -15,6 +15,7 @@ from .paper_tables import PAPER_TABLES
 from .plots import plot_tradeoff, plot_training_curves, plot_wall_time, save_png
 from .results import model_dir, read_runs
 from .selection import best_runs, quality_key, unlearning_score
+from .settings import Setting
 
 
 def _settings(results_dir: Path) -> list[dict]:
@@ -42,30 +43,28 @@ def _group_table(group: str, settings: list[dict], selected: dict) -> tuple[str,
     task = settings[0]["setting"]["task"]
     key = quality_key(task)
     scale = 100.0 if key == "accuracy" else 1.0
-    kind = f"{settings[0]['setting']['task']}_{settings[0]['setting']['artifact']}"
-    paper = PAPER_TABLES.get(kind, {})
+    paper = PAPER_TABLES.get(Setting(**settings[0]["setting"]).kind, {})
     names = [s["name"] for s in settings]
     methods = list(dict.fromkeys(m for n in names for m in selected.get(n, {})))
-    rows = []
     base = [s["before"] for s in settings]
     dup_keys = sorted(k for k in base[0] if k.startswith("memorized_dup")) if task == "language" else []
-    rows.append({"method": "unedited model", "mem_after": mean(100 * b["memorized"] for b in base),
-                 "quality_after": mean(scale * b[key] for b in base), "paper": paper.get("baseline"),
-                 **{k: mean(100 * b.get(k, 0.0) for b in base) for k in dup_keys}})
+
+    def averaged(measured: list[dict]) -> dict:  # seed means of % memorized (overall, per class) and quality
+        return {"mem_after": mean(100 * m["memorized"] for m in measured),
+                "quality_after": mean(scale * m[key] for m in measured),
+                **{k: mean(100 * m.get(k, 0.0) for m in measured) for k in dup_keys}}
+
     ft = [s["extra_ft"] for s in settings]
-    rows.append({"method": "extra_ft", "mem_after": mean(100 * f["after"]["memorized"] for f in ft),
-                 "quality_after": mean(scale * f["after"][key] for f in ft),
-                 "seconds": mean(s["budget_seconds"] for s in settings), "paper": paper.get("extra_ft"),
-                 "options": f"{ft[0]['epochs']:g} epochs run, seconds scaled to 5",
-                 **{k: mean(100 * f["after"].get(k, 0.0) for f in ft) for k in dup_keys}})
+    rows = [{"method": "unedited model", **averaged(base), "paper": paper.get("baseline")},
+            {"method": "extra_ft", **averaged([f["after"] for f in ft]),
+             "seconds": mean(s["budget_seconds"] for s in settings), "paper": paper.get("extra_ft"),
+             "options": f"{ft[0]['epochs']:g} epochs run, seconds scaled to 5"}]
     for method in methods:
         runs = [selected[n][method] for n in names if method in selected.get(n, {})]
-        rows.append({"method": method, "mem_after": mean(100 * r["after"]["memorized"] for r in runs),
-                     "quality_after": mean(scale * r["after"][key] for r in runs),
+        rows.append({"method": method, **averaged([r["after"] for r in runs]),
                      "seconds": mean(r["seconds"] for r in runs), "score": mean(r["score"] for r in runs),
                      "seeds": len(runs), "options": "; ".join(json.dumps(r["options"], sort_keys=True) for r in runs),
-                     "paper": paper.get(method), **{k: mean(100 * r["after"].get(k, 0.0) for r in runs)
-                                                     for k in dup_keys}})
+                     "paper": paper.get(method)})
     scored = [r for r in rows if "score" in r]
     winner = min(scored, key=lambda r: r["score"])["method"] if scored else None
     qname = "accuracy (%)" if key == "accuracy" else "perplexity"
