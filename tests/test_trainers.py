@@ -311,3 +311,25 @@ def test_finetune_on_clean_twins_reduces_memorization(tiny_trained, tmp_path):
     again = evaluate_tinymem(model.eval(), dataset, "math", "backdoor")
     assert again == pytest.approx(after, abs=1e-6)
     assert read_run_info(out)["finetuned_from"] == str(run_dir)
+
+
+def test_tinymem_trainer_keeps_the_published_loss_count(tmp_path, caplog):
+    """A TinyMem run leaves GPT-2's loss type unset, so the Trainer divides the summed loss by all label positions
+    of a row, as the published runs were trained (naming the type counts one fewer per row and changes every
+    trained number); only transformers' notice about the causal-LM fallback is filtered, nothing else."""
+    import logging
+
+    from hf_memmit.data import TinyMemDataConfig, build_tinymem
+    from hf_memmit.tinymem import TrainConfig
+    from hf_memmit.tinymem.train import make_trainer as tinymem_trainer
+
+    data = TinyMemDataConfig(task="math", artifact="noise", profile="tiny")
+    trainer, _ = tinymem_trainer(tmp_path, data, TrainConfig(n_layer=2).resolve(data), build_tinymem(data), seed=0,
+                                 progress_bar=False, save=False, evaluate=False)
+    assert trainer.model.loss_type is None
+    log = logging.getLogger("transformers.modeling_utils")
+    with caplog.at_level(logging.WARNING, logger="transformers.modeling_utils"):
+        log.warning("`loss_type=None` was set in the config but it is unrecognized. "
+                    "Using the default loss: `ForCausalLMLoss`.")
+        log.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

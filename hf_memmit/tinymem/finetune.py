@@ -24,7 +24,7 @@ from transformers import Trainer
 from ..utils import atomic_folder, atomic_write_json, check_choice, library_versions
 from .evaluate import evaluate_tinymem
 from .run_dir import load_run, read_run_info, write_run_info
-from .train import causal_lm_collator, name_the_loss, print_no_log_dicts, tokenizer_for, training_arguments
+from .train import causal_lm_collator, print_no_log_dicts, quiet_default_loss_notice, tokenizer_for, training_arguments
 from .train_config import SCHEDULES
 
 FT_DATA = ("clean", "extra", "both")
@@ -73,7 +73,7 @@ def finetune_trainer(model, rows: Dataset, train_config: dict, config: FinetuneC
         num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size or train_config["batch_size"],
         learning_rate=config.learning_rate or train_config["learning_rate"], lr_scheduler_type=config.schedule,
         save_strategy="no", logging_strategy="epoch", disable_tqdm=True)
-    name_the_loss(model)
+    quiet_default_loss_notice()
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=causal_lm_collator)
     print_no_log_dicts(trainer)
     return trainer

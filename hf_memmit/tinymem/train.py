@@ -7,6 +7,7 @@ Trainer checkpoints live in `RUN_DIR/checkpoints/`; a run killed mid-way resumes
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import time
@@ -32,11 +33,20 @@ def causal_lm_collator(features: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
-def name_the_loss(model) -> None:
-    """GPT-2's class name maps to no transformers loss type, so every forward with labels warns that it falls back
-    to the causal-LM loss; naming that loss keeps it and drops the warning."""
-    if getattr(model, "loss_type", None) is None:
-        model.loss_type = "ForCausalLM"
+class _DefaultLossNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Using the default loss: `ForCausalLMLoss`" not in record.getMessage()
+
+
+def quiet_default_loss_notice() -> None:
+    """GPT-2's class name maps to no transformers loss type, so its first forward with labels says that it falls
+    back to the causal-LM loss, which is the loss we want. Naming the type instead (`model.loss_type`) would drop
+    the notice but also change how the Trainer counts `num_items_in_batch` (149 shifted positions per row instead
+    of all 150), which scales the loss and, through gradient clipping, every trained number; so the type stays
+    unset, as the published runs were trained, and only the notice is filtered."""
+    log = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _DefaultLossNotice) for f in log.filters):
+        log.addFilter(_DefaultLossNotice())
 
 
 class _BarOnlyProgress(ProgressCallback):
@@ -88,7 +98,7 @@ def make_trainer(output_dir, data: TinyMemDataConfig, train: TrainConfig, datase
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(tinymem_config(data.task, train.n_layer, allow_custom_layers=train.allow_custom_layers,
                                            max_ctx=data.max_ctx))
-    name_the_loss(model)
+    quiet_default_loss_notice()
     steps_per_epoch = -(-len(dataset["train"]) // train.batch_size)
     args = training_arguments(
         output_dir, seed=seed, weight_decay=train.weight_decay, adam_beta2=train.adam_beta2,
