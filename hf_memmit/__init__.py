@@ -30,7 +30,8 @@ _EXPORTS = {
     # unlearning adapters (every registered method's config class is found through the registry, below)
     "unlearning": ("get_method", "method_names", "neuron_scores", "unlearn"),
     # train-time mitigation
-    "trainers": ("ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "LossTruncationConfig",
+    "trainers": ("ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "GoldfishConfig", "GoldfishLossTrainer",
+                 "LossTruncationConfig",
                  "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer",
                  "SpectralNormConfig", "SpectralNormTrainer", "TiedDropoutConfig", "attach_tied_dropout",
                  "tied_dropout_mode"),

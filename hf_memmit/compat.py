@@ -12,6 +12,7 @@ peft's API (`get_peft_model`, `PeftModel.from_pretrained`, `save_pretrained`, `d
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import warnings
 from contextlib import contextmanager
 
@@ -59,3 +60,42 @@ def quiet_peft_wrapping():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         yield
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def drop_transformers_notice(text: str, logger: str = "transformers.modeling_utils") -> logging.Filter:
+    """From now on, drop the log records of transformers' `logger` that contain `text` (once per text)."""
+    log = logging.getLogger(logger)
+    for f in log.filters:
+        if isinstance(f, _DropNotice) and f.text == text:
+            return f
+    f = _DropNotice(text)
+    log.addFilter(f)
+    return f
+
+
+PADDING_NOTICE = "We strongly recommend passing in an `attention_mask` since your input_ids may be padded"
+
+
+@contextmanager
+def quiet_padding_notice():
+    """transformers says input_ids "may be padded" when a forward without an attention mask sees the pad id at a
+    row's edge. It fires inside `generate` even when `generate` is given the mask (seen with TinyMem math, whose
+    pad id is also a token the model generates), so around our own `generate` calls it says nothing a caller can
+    act on."""
+    log = logging.getLogger("transformers.modeling_utils")
+    f = _DropNotice(PADDING_NOTICE)
+    log.addFilter(f)
+    try:
+        yield
+    finally:
+        log.removeFilter(f)
+

@@ -44,6 +44,18 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+def memorizer_of(data: torch.Tensor, steps: int = 300) -> GPT2LMHeadModel:
+    """A tiny GPT-2 trained (Adam, lr 3e-3, full batch) until it reproduces the rows of `data`; in eval mode."""
+    with one_thread():
+        model = tiny_gpt2()
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            model(data, labels=data).loss.backward()
+            optimizer.step()
+        return model.eval()
+
+
 def token_rows(n: int, length: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, VOCAB, (n, length), generator=torch.Generator().manual_seed(seed))
 

@@ -15,7 +15,8 @@ from hf_memmit.trainers import (LossTruncationConfig, LossTruncationTrainer, Mem
 
 
 def test_every_regularizer_is_registered_in_its_file_order():
-    assert regularizer_names() == ["none", "spectral_norm", "loss_truncation", "example_tied_dropout", "memsinks"]
+    assert regularizer_names() == ["none", "spectral_norm", "loss_truncation", "goldfish", "example_tied_dropout",
+                                   "memsinks"]
 
 
 def test_set_options_build_the_config_and_record_it():

@@ -13,6 +13,10 @@ ig_steps axes if its config has those fields) without an entry here:
   epochs are {1, 10} ({1, 3, 10} for Subnet and BalancedSubnet: 3 is the demo's schedule, and on CPU 10 epochs
   of BalancedSubnet over the whole retain split take longer than the Extra fine-tuning budget). On language (a 50k vocabulary: every step costs about 10x a math step) Subnet and
   BalancedSubnet keep ratios {0.01, 0.1} and epochs {1, 3}, and Greedy ratio 1e-5.
+
+The loss-based LoRA methods (gradient ascent, GradDiff, NPO, SimNPO; not in the paper) mask nothing, so they have
+no ratio: their axis is the AdamW learning rate, {1e-5, 1e-4, 1e-3} (`paper`) or {1e-4, 1e-3} (`quick`), with
+the same epochs axis as the other methods.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ GRIDS = ("paper", "quick")
 PAPER_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2, 0.05)
 SUBNET_EXTRA_RATIOS = (0.1, 0.25, 0.3, 0.5, 0.75, 0.9)
 SUBNET_METHODS = ("subnet", "balanced_subnet")
+LORA_LRS = {"paper": (1e-5, 1e-4, 1e-3), "quick": (1e-4, 1e-3)}
 
 
 def _fields(method: str) -> set[str]:
@@ -75,4 +80,6 @@ def method_grid(method: str, grid: str, task: str, n_layer: int) -> list[dict]:
     if method == "ig" and n_layer >= 16:
         return []
     axes = (_paper_axes if grid == "paper" else _quick_axes)(method, task, n_layer)
+    if "ratio" not in _fields(method):  # a loss-based method: its learning rate instead of a masked fraction
+        axes = {"lr": LORA_LRS[grid], **{k: v for k, v in axes.items() if k != "ratio"}}
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..compat import quiet_padding_notice
 from ..utils import check_choice
 
 PADDING_SIDES = ("left", "right")
@@ -255,8 +256,9 @@ def greedy_match_generate(model, prompts, targets, *, batch_size: int = 32, pad_
             width = max(map(len, ps))
             ids = _right_aligned(ps, width, pad_token_id)
             mask = _right_aligned([[1] * len(p) for p in ps], width, 0)
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=new,
-                                 pad_token_id=pad_token_id, **_PLAIN_GREEDY)
+            with quiet_padding_notice():
+                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=new,
+                                     pad_token_id=pad_token_id, **_PLAIN_GREEDY)
             for i, row in zip(idx, out[:, width:].tolist()):
                 pred[i] = row
     return match_tokens(pred, targets)

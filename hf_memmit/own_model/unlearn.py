@@ -27,7 +27,10 @@ LIVE_OBJECTS = ("peft_model", "scan_after_result")  # returned to the caller, no
 # the initial mask is random (Ramanujan et al., 2020), and a random 5% of SmolLM2's MLP weights costs far more.
 STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "forget_check_every": 1, "forget_check_rows": 64,
                   "batch_size": 8, "ratio": 0.01}
-METHOD_DEFAULTS = {"subnet": STEP_SCHEDULED, "balanced_subnet": STEP_SCHEDULED}
+# The loss-based LoRA methods get the same schedule and check (they have no ratio).
+LORA_STEP_SCHEDULED = {k: v for k, v in STEP_SCHEDULED.items() if k != "ratio"}
+METHOD_DEFAULTS = {"subnet": STEP_SCHEDULED, "balanced_subnet": STEP_SCHEDULED,
+                   **{name: LORA_STEP_SCHEDULED for name in ("gradient_ascent", "grad_diff", "npo", "simnpo")}}
 
 
 def config_for(method: str, options: dict | None = None):
@@ -91,7 +94,7 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
         eval_data: held-out records; their perplexity (non-overlapping blocks of `eval_block` tokens) is
             measured before and after. None: not measured.
         method, options: the unlearning method and its config fields (over the own-model defaults,
-            `METHOD_DEFAULTS`: step-scheduled with a stopping check for Subnet and BalancedSubnet).
+            `METHOD_DEFAULTS`: step-scheduled with a stopping check for Subnet, BalancedSubnet and the loss-based methods).
     Returns a dict with `nothing_to_unlearn` True (and no adapter) when the scan found nothing extractable.
     """
     config = config_for(method, options)  # bad options fail before the model loads

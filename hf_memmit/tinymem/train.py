@@ -7,7 +7,6 @@ Trainer checkpoints live in `RUN_DIR/checkpoints/`; a run killed mid-way resumes
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import shutil
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2LMHeadModel, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
+from ..compat import drop_transformers_notice
 from ..data import TinyMemDataConfig, build_tinymem
 from ..data.tokenizers import MathTokenizer, gpt2_tokenizer
 from ..models.config import tinymem_config
@@ -33,20 +33,13 @@ def causal_lm_collator(features: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
-class _DefaultLossNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Using the default loss: `ForCausalLMLoss`" not in record.getMessage()
-
-
 def quiet_default_loss_notice() -> None:
     """GPT-2's class name maps to no transformers loss type, so its first forward with labels says that it falls
     back to the causal-LM loss, which is the loss we want. Naming the type instead (`model.loss_type`) would drop
     the notice but also change how the Trainer counts `num_items_in_batch` (149 shifted positions per row instead
     of all 150), which scales the loss and, through gradient clipping, every trained number; so the type stays
     unset, as the published runs were trained, and only the notice is filtered."""
-    log = logging.getLogger("transformers.modeling_utils")
-    if not any(isinstance(f, _DefaultLossNotice) for f in log.filters):
-        log.addFilter(_DefaultLossNotice())
+    drop_transformers_notice("Using the default loss: `ForCausalLMLoss`")
 
 
 class _BarOnlyProgress(ProgressCallback):

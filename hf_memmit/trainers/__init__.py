@@ -5,6 +5,7 @@ own file (`registry`). The fine-tuning recipes of a TinyMem run live in `hf_memm
 # isort: off
 from .spectral_norm import SpectralNormConfig, SpectralNormRegularizer, SpectralNormTrainer, spectral_targets
 from .loss_truncation import LossQuantile, LossTruncationConfig, LossTruncationTrainer, sequence_losses
+from .goldfish import GoldfishConfig, GoldfishLossTrainer, goldfish_dropped
 from .tied_dropout.example_tied import ExampleKeyCollator, ExampleTiedDropoutConfig, ExampleTiedDropoutTrainer
 from .tied_dropout.memsinks import (MemSinksCollator, MemSinksConfig, MemSinksTrainer, document_attention_mask,
                                     document_id)
@@ -17,10 +18,11 @@ from .tied_dropout import (TiedDropout, TiedDropoutConfig, TiedDropoutTrainer, a
 __all__ = [
     "REGULARIZERS", "Regularizer", "get_regularizer", "register_regularizer", "regularizer_names",
     "regularizer_trainer", "unregister_regularizer",
-    "ExampleKeyCollator", "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "LossQuantile",
+    "ExampleKeyCollator", "ExampleTiedDropoutConfig", "ExampleTiedDropoutTrainer", "GoldfishConfig",
+    "GoldfishLossTrainer", "LossQuantile",
     "LossTruncationConfig", "LossTruncationTrainer", "MemSinksCollator", "MemSinksConfig", "MemSinksTrainer",
     "SpectralNormConfig", "SpectralNormRegularizer", "SpectralNormTrainer", "TiedDropout", "TiedDropoutConfig",
     "TiedDropoutTrainer", "attach_tied_dropout", "document_attention_mask", "document_id", "get_tied_dropout",
-    "sequence_losses", "spectral_targets",
+    "goldfish_dropped", "sequence_losses", "spectral_targets",
     "tied_dropout_mode",
 ]

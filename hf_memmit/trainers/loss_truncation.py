@@ -21,7 +21,7 @@ from transformers.utils import logging
 from ..metrics.cross_entropy import next_token_losses
 from ..utils import check_choice
 from .registry import register_regularizer
-from .state import CheckpointedStateMixin
+from .state import CheckpointedStateMixin, forward_without_labels, step_token_count
 
 logger = logging.get_logger(__name__)
 NORMALIZE = ("batch", "kept")
@@ -134,11 +134,7 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if "labels" not in inputs:
-            raise ValueError("LossTruncationTrainer needs `labels` in the batch to score each sequence")
-        inputs = dict(inputs)
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        outputs, labels = forward_without_labels(self, model, inputs)
         token_sum, token_count = sequence_losses(outputs.logits, labels)
         per_sequence = token_sum.detach() / token_count  # NaN for a sequence without labels: dropped below
 
@@ -160,11 +156,7 @@ class LossTruncationTrainer(CheckpointedStateMixin, Trainer):
     def _denominator(self, token_count: torch.Tensor, num_items_in_batch):
         """The step's token count (Trainer counts it over all micro-batches and processes); without it, this
         micro-batch's count times the accumulation steps."""
-        if num_items_in_batch is not None:
-            # Trainer sums the count over processes and DDP averages gradients: undo the average, as Trainer does
-            denom = num_items_in_batch / (self.accelerator.num_processes if self.args.average_tokens_across_devices else 1)
-        else:
-            denom = token_count.sum().clamp(min=1) * self.current_gradient_accumulation_steps
+        denom = step_token_count(self, token_count, num_items_in_batch)
         if self.method_config.normalize == "kept" and self.quantile.truncating:
             denom = denom * (1 - self.method_config.drop_fraction)
         return denom

@@ -54,3 +54,24 @@ def task_loss_for_step(trainer, loss: torch.Tensor, num_items_in_batch) -> torch
     scaled = (trainer.model_accepts_loss_kwargs and num_items_in_batch is not None) or \
         trainer.compute_loss_func is not None
     return loss if scaled else loss / trainer.current_gradient_accumulation_steps
+
+
+def step_token_count(trainer, token_count: torch.Tensor, num_items_in_batch):
+    """The optimizer step's token count, to divide a summed token loss by: Trainer's `num_items_in_batch` (counted
+    over all micro-batches and processes; DDP then averages gradients, so that average is undone as Trainer
+    does), or without it this micro-batch's count times the accumulation steps."""
+    if num_items_in_batch is not None:
+        return num_items_in_batch / (trainer.accelerator.num_processes if trainer.args.average_tokens_across_devices
+                                     else 1)
+    return token_count.sum().clamp(min=1) * getattr(trainer, "current_gradient_accumulation_steps", 1)
+
+
+def forward_without_labels(trainer, model, inputs: dict):
+    """(model outputs, labels) of a training batch, the model run without its own loss so that a trainer can
+    weigh the per-token losses itself."""
+    if "labels" not in inputs:
+        raise ValueError(f"{type(trainer).__name__} needs `labels` in the batch to score each token")
+    inputs = dict(inputs)
+    labels = inputs.pop("labels")
+    return model(**inputs), labels
+

@@ -1,4 +1,4 @@
-"""`unlearn`: fit any registered unlearning method into a PEFT mask adapter."""
+"""`unlearn`: fit any registered unlearning method into a PEFT adapter (a mask, or LoRA for the loss-based methods)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from .stopping import ForgetCheck, prompt_lengths_of
 
 def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=True,
             adapter_name="default") -> PeftModel:
-    """Fit the unlearning method of `config` and return the model with the fitted mask as a PEFT adapter.
+    """Fit the unlearning method of `config` and return the model with the fitted adapter: a weight or neuron
+    mask for the mask methods, peft's LoRA for the loss-based ones (`GradientAscentConfig`, ...).
 
     Args:
         model: a causal LM (e.g. `GPT2LMHeadModel`, `LlamaForCausalLM`), modified in place like
@@ -26,8 +27,8 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
         config: a method config (`BalancedSubnetConfig(ratio=0.3)`, ...); it is copied, not modified.
         forget: the rows to unlearn: a `datasets.Dataset` with an `input_ids` column (equal-length rows,
             optional `attention_mask` and `id`) or a LongTensor [n, T]. Not empty.
-        retain: rows whose loss must not suffer (same formats); needed by Greedy and BalancedSubnet, ignored by
-            the others. Must be disjoint from `forget`: checked by `id` when both sets have one, else by
+        retain: rows whose loss must not suffer (same formats); needed by the methods registered with
+            `needs_retain` (Greedy, BalancedSubnet, GradDiff, NPO, SimNPO), ignored by the others. Must be disjoint from `forget`: checked by `id` when both sets have one, else by
             identical rows.
         batch_size: overrides `config.batch_size` (and is recorded in the adapter's config).
         progress: show tqdm bars. adapter_name: name of the new adapter.
@@ -37,7 +38,7 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     only the new adapter active; the model's train/eval mode is restored afterwards. The returned adapter is
     active alone; `peft_model.base_model.set_adapter([...])` combines adapters (their masks multiply).
 
-    Configs with a `forget_check_every` field (Subnet, BalancedSubnet) can stop early: every `forget_check_every`
+    Configs with a `forget_check_every` field (Subnet, BalancedSubnet, the loss-based methods) can stop early: every `forget_check_every`
     optimizer steps the forget rows are checked with the (k, l) check (k from the forget Dataset's `prompt_length`
     column) and fitting stops once none is extractable; the returned model's `unlearning_log` holds the
     checks, and a warning says when the schedule ended with rows still extractable. With `forget_check_rows`, a

@@ -4,6 +4,7 @@ the output embedding runs chunk by chunk, see `row_losses`)."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -365,6 +366,14 @@ def cycle_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
 
 def n_batches(n_rows: int, batch_size: int) -> int:
     return -(-n_rows // batch_size)
+
+
+def epochs_of(config, batches_per_epoch: int) -> tuple[Iterator[int], int]:
+    """Epoch numbers to run and the number of steps they make, from `config.epochs` and `config.max_steps`
+    (epochs=None: endless, capped by max_steps)."""
+    if config.epochs is None:
+        return itertools.count(), config.max_steps
+    return iter(range(config.epochs)), config.epochs * batches_per_epoch
 
 
 def signed_union(forget: Rows, retain: Rows) -> tuple[Rows, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Keys and the hash: a key (an example id, a document hash) -> its units of the pool, computed from a
-counter-based hash, so nothing is stored and no RNG is touched."""
+counter-based hash, so nothing is stored and no RNG is touched; and the hash of each token's preceding context
+(Goldfish loss)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,19 @@ def general_units(n_units: int, p_gen: float, layout: str = "first", salt: int =
             h = _mix64((np.arange(1, n_units + 1, dtype=np.uint64) + np.uint64(salt)) * _GOLDEN)
         out[torch.from_numpy(np.argsort(h, kind="stable")[:n_gen].astype(np.int64))] = True
     return out
+
+
+def context_hashes(input_ids: torch.Tensor, h: int, salt: int = 0) -> torch.Tensor:
+    """uint64 hashes (as int64) [B, T - h] of every window of `h` consecutive tokens: column s hashes tokens
+    s .. s + h - 1 of its row, so it depends on those tokens alone (not on the row, the batch or the position).
+    Empty when T <= h."""
+    ids = input_ids.detach().cpu().numpy().astype(np.uint64)
+    n = ids.shape[1] - h
+    if n <= 0:
+        return torch.zeros(ids.shape[0], 0, dtype=torch.long)
+    with np.errstate(over="ignore"):
+        acc = np.broadcast_to(_mix64(np.array([salt + 1], dtype=np.uint64) * _GOLDEN), (ids.shape[0], n)).copy()
+        for j in range(h):
+            acc = _mix64(acc * _GOLDEN + ids[:, j:j + n] + np.uint64(1))
+    return torch.from_numpy((acc >> np.uint64(1)).astype(np.int64))
+

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ...utils import check_choice, check_range
-from ..data import cycle_indices, index_batches, n_batches, row_losses, signed_union
+from ..data import cycle_indices, epochs_of, index_batches, n_batches, row_losses, signed_union
 from ..registry import register_method
-from .subnet import SubnetConfig, epochs_of, train_scores
+from .subnet import SubnetConfig, train_scores
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ...utils import check_int, check_range
-from ..data import index_batches, n_batches, row_losses
+from ..data import epochs_of, index_batches, n_batches, row_losses
 from ..registry import register_method
 from .common import WeightMethodConfig, warn_if_noop
 
@@ -67,13 +67,6 @@ class SubnetConfig(WeightMethodConfig):
         check_range("weight_decay", self.weight_decay, 0.0, float("inf"), high_open=True)
         if self.max_steps is not None:
             check_int("max_steps", self.max_steps, 1)
-
-
-def epochs_of(config: SubnetConfig, batches_per_epoch: int) -> tuple[Iterator[int], int]:
-    """Epoch numbers to run and the number of steps they make (epochs=None: endless, capped by max_steps)."""
-    if config.epochs is None:
-        return itertools.count(), config.max_steps
-    return iter(range(config.epochs)), config.epochs * batches_per_epoch
 
 
 def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator, n_steps: int,
