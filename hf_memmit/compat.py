@@ -56,9 +56,11 @@ def warn_on_peft_version_gap() -> None:
 def quiet_peft_wrapping():
     """peft 0.21 reads `model.is_gradient_checkpointing` whenever it wraps a model (`get_peft_model`,
     `PeftModel.from_pretrained`); transformers 5 deprecated that property for `is_activation_checkpointing` and
-    warns each time. Nothing a user can act on, so it is silenced around our own wrapping calls only."""
+    warns each time. And LoRA on GPT-2's `Conv1D` layers warns that peft sets `fan_in_fan_out` itself, which it
+    does per layer. Nothing a user can act on, so both are silenced around our own wrapping calls only."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False but the target module is `Conv1D`")
         yield
 
 

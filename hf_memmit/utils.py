@@ -94,3 +94,15 @@ def library_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def process_state():
+    """accelerate's `PartialState` of this process: under `accelerate launch` with several processes it joins
+    them (over gloo on CPU: accelerate asks for `cpu=True` there, which a launch with `use_cpu` or a machine
+    without CUDA gets here); otherwise a single process."""
+    import torch
+    from accelerate import PartialState
+
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+

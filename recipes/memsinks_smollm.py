@@ -68,12 +68,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--g", type=float, default=0.7, help="MemSinks: fraction of general MLP units")
     ap.add_argument("--p", type=float, default=0.3, help="MemSinks: sink density per sequence")
+    ap.add_argument("--goldfish-k", type=int, default=0,
+                    help="standard mode: train with the Goldfish loss, one token in K left out (0: plain loss)")
+    ap.add_argument("--goldfish-h", type=int, default=13, help="standard mode with --goldfish-k: context tokens hashed")
     ap.add_argument("--k", type=int, default=32, help="(k, l) memorization: prompt tokens")
     ap.add_argument("--l", type=int, default=32, help="(k, l) memorization: target tokens")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.goldfish_k and args.mode != "standard":
+        ap.error(f"--goldfish-k {args.goldfish_k} with --mode {args.mode}; allowed: --mode standard (the Goldfish "
+                 "loss replaces the plain loss of standard training)")
+    return args
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
@@ -197,6 +204,11 @@ def make_trainer(args, model, train_docs, pad_id: int):
     if args.mode == "memsinks":
         return MemSinksTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
                                method_config=MemSinksConfig(g=args.g, p=args.p))
+    if args.goldfish_k:  # standard training with the Goldfish loss, on the same data
+        from hf_memmit import GoldfishConfig, GoldfishLossTrainer
+
+        return GoldfishLossTrainer(model=model, args=targs, train_dataset=dataset, data_collator=WithoutSeqIds(collator),
+                                   method_config=GoldfishConfig(k=args.goldfish_k, h=args.goldfish_h))
     return Trainer(model=model, args=targs, train_dataset=dataset, data_collator=WithoutSeqIds(collator))
 
 

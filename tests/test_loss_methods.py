@@ -180,3 +180,14 @@ def test_stops_when_the_forget_rows_are_clean(rows, memorizer):
     log = result.unlearning_log
     assert log["stopped_at"] is not None and log["checks"][-1] == (log["stopped_at"], 0)
     assert all(left > 0 for _, left in log["checks"][:-1])
+
+
+def test_own_model_defaults_schedule_by_steps_and_stop_when_clean():
+    from hf_memmit.own_model import config_for
+
+    for name in LOSS_METHODS:
+        config = config_for(name)
+        assert (config.epochs, config.max_steps, config.forget_check_every, config.forget_check_rows,
+                config.batch_size, config.lr) == (None, 300, 1, 64, 8, 1e-3), name
+    assert config_for("npo", {"lr": 1e-4}).lr == 1e-4
+    assert config_for("balanced_subnet").ratio == 0.01

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from _launch import accelerate_launch
 from _tiny_models import VOCAB, one_thread, tiny_llama
 from click.testing import CliRunner
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -70,6 +71,21 @@ def workspace(tmp_path_factory):
              "eval": write_jsonl(root / "eval.jsonl", random_records(4, 2, "eval")),
              "unseen": write_jsonl(root / "unseen.jsonl", random_records(4, 3, "unseen"))}
     return root, files
+
+
+@pytest.mark.slow
+def test_scan_under_accelerate_launch_equals_one_process(workspace, tmp_path):
+    """`accelerate launch` (2 CPU processes) runs `hf-memmit scan` with the windows shared out: the same records
+    and verdicts as one process, written once; the finished-shards folder is gone afterwards."""
+    root, files = workspace
+    args = ["scan", "--model", root / "model", "--data", files["records"], "--k", K, "--l", L]
+    with one_thread():
+        assert run(*args, "--out", tmp_path / "one").exit_code == 0
+    done = accelerate_launch(["-m", "hf_memmit.cli", *args, "--out", tmp_path / "two"])
+    assert done.stdout.count("4/8 records extractable") == 1  # only the main process reports
+    for name in ("records.jsonl", "windows.jsonl"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+    assert not (tmp_path / "two" / "shards").exists()
 
 
 def test_scan_unlearn_merge(workspace, tmp_path):

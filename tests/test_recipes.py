@@ -2,15 +2,10 @@
 
 import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _launch import ROOT, accelerate_launch
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "memsinks_smollm.py"
 TINY = ["--preset", "tiny", "--vocab-top", "1024", "--n-corpus", "600", "--n-general", "150", "--n-repeated", "6",
         "--repeats", "3", "--n-heldout", "6", "--n-validation", "12", "--batch-size", "8", "--block-size", "128",
@@ -22,18 +17,6 @@ def _recipe():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(cmd: list[str], timeout: int = 240) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
 def test_recipe_three_modes_and_compare(tmp_path):
@@ -70,13 +53,23 @@ def test_recipe_three_modes_and_compare(tmp_path):
     assert saved["tied_dropout"]["p_gen"] == 0.7  # the checkpoint remembers its sinks
 
 
+def test_recipe_standard_mode_with_goldfish_loss(tmp_path):
+    """--goldfish-k trains standard mode with the Goldfish loss on the same data: other weights, same documents."""
+    recipe = _recipe()
+    plain = recipe.main(["--mode", "standard", "--out", str(tmp_path / "plain"), "--max-steps", "2", *TINY])
+    goldfish = recipe.main(["--mode", "standard", "--goldfish-k", "4", "--out", str(tmp_path / "goldfish"),
+                            "--max-steps", "2", *TINY])
+    assert goldfish["data"] == plain["data"]
+    assert goldfish["metrics"]["plain"]["L_rep"] != plain["metrics"]["plain"]["L_rep"]
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--mode", "memsinks", "--goldfish-k", "4", "--out", str(tmp_path / "x")])
+
+
 @pytest.mark.slow
 def test_recipe_two_cpu_ranks_agree(tmp_path):
     """accelerate launch, 2 processes over gloo (MULTI_GPU + use_cpu): a few steps, identical metrics."""
     out = tmp_path / "ddp"
-    _launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-             str(ROOT / "recipes/accelerate/cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
-             str(RECIPE), "--mode", "memsinks", "--out", str(out), "--max-steps", "3", *TINY])
+    accelerate_launch([RECIPE, "--mode", "memsinks", "--out", out, "--max-steps", "3", *TINY], timeout=240)
     rank0 = json.loads((out / "metrics_rank0.json").read_text())
     rank1 = json.loads((out / "metrics_rank1.json").read_text())
     assert rank0 == rank1
@@ -89,9 +82,8 @@ def test_recipe_deepspeed_zero2_single_process(tmp_path):
     pytest.importorskip("deepspeed", reason="deepspeed is not installed: pip install deepspeed==0.19.8 "
                                              "(after torch, so pip keeps the CPU build)")
     out = tmp_path / "zero2"
-    _launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-             str(ROOT / "recipes/accelerate/deepspeed_zero2.yaml"), "--main_process_port", str(_free_port()),
-             str(RECIPE), "--mode", "memsinks", "--out", str(out), "--max-steps", "3", *TINY], timeout=300)
+    accelerate_launch([RECIPE, "--mode", "memsinks", "--out", out, "--max-steps", "3", *TINY],
+                      config=ROOT / "recipes/accelerate/deepspeed_zero2.yaml", timeout=300)
     ds = json.loads((out / "memsinks_memsinks.json").read_text())
     assert ds["train"]["steps"] == 3
     plain = _recipe().main(["--mode", "memsinks", "--out", str(tmp_path / "plain"), "--max-steps", "3", *TINY])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from ..utils import process_state
 from .common import console, one_line_errors, quiet_datasets
 from .group import main
 
@@ -52,8 +53,11 @@ def scan(model_id, dtype, device, batch_size, data, text_column, k, l_, stride, 
     from ..own_model import scan_model
 
     quiet_datasets()
+    state = process_state()  # under `accelerate launch` the processes share the windows; the main one reports
     result = scan_model(model_id, data, k=k, l=l_, stride=stride, text_column=text_column, dtype=dtype,
-                        device=device, batch_size=batch_size, out=out)
+                        device=device, batch_size=batch_size, out=out, accelerator=state)
+    if not state.is_main_process:
+        return
     s = result.summary()
     console.print(top_table(result, top))
     console.print(f"{s['records_extractable']}/{s['records']} records extractable "

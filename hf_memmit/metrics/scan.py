@@ -18,7 +18,8 @@ from datasets import Dataset, Features, List, Value
 
 from ..data.records import WindowStats, load_records, make_windows, tokenize_records
 from ..utils import atomic_write_bytes, atomic_write_json, library_versions
-from .greedy import _vocab_size, greedy_match
+from .greedy import _vocab_size
+from .shards import sharded_greedy_match
 
 SCAN_FEATURES = {"extractable": Value("bool"), "token_match": Value("float64"),
                  "predicted_ids": List(Value("int64"))}
@@ -179,9 +180,13 @@ class ScanResult:
 
 
 def scan_windows(model, windows: Dataset, *, tokenizer=None, batch_size: int = 32, fp32: bool = True,
-                 progress: bool = True) -> ScanResult:
+                 progress: bool = True, state=None, shard_dir=None, shard_size: int | None = None) -> ScanResult:
     """Check every window with `greedy_match` (one teacher-forced pass per batch, same verdict as greedy
     `generate`) and return a `ScanResult`.
+
+    The windows are checked in shards (`sharded_greedy_match`): under `accelerate launch` (or with `state=` an
+    `Accelerator` / `PartialState`) the processes share them and every process gets the whole result; with
+    `shard_dir` finished shards are kept there and a killed scan resumes.
 
     `windows`: a Dataset as `make_windows` makes it (`record_id`, `offset`, `prompt_ids`, `target_ids`; all
     prompts of one length k, all targets of one length l). Token ids outside the model's vocabulary raise
@@ -209,8 +214,9 @@ def scan_windows(model, windows: Dataset, *, tokenizer=None, batch_size: int = 3
     if "input_ids" not in windows.column_names:
         windows = windows.add_column("input_ids", [p + t for p, t in zip(prompts, targets)],
                                      feature=List(Value("int64")))
-    match = greedy_match(model, prompts, targets, batch_size=batch_size, pad_token_id=pad_id(model, tokenizer),
-                         fp32=fp32, progress=progress)
+    match = sharded_greedy_match(model, prompts, targets, batch_size=batch_size,
+                                 pad_token_id=pad_id(model, tokenizer), fp32=fp32, shard_size=shard_size,
+                                 state=state, shard_dir=shard_dir, progress=progress)
     windows = windows.add_column("extractable", [bool(x) for x in match.exact.tolist()],
                                  feature=SCAN_FEATURES["extractable"])
     windows = windows.add_column("token_match", [float(x) for x in match.token_match.tolist()],
@@ -221,16 +227,17 @@ def scan_windows(model, windows: Dataset, *, tokenizer=None, batch_size: int = 3
 
 def scan_records(model, tokenizer, records, *, k: int = 32, l: int = 32, stride: int | None = None,
                  add_special_tokens: bool | None = None, batch_size: int = 32, fp32: bool = True,
-                 progress: bool = True) -> ScanResult:
+                 progress: bool = True, state=None, shard_dir=None) -> ScanResult:
     """Which records does the model regurgitate? Load (`load_records`: a file, list of files, Dataset or
     DatasetDict), tokenize with the model's own tokenizer (`tokenize_records`: BOS as in training by
     default), cut into (k, l) windows (`make_windows`: non-overlapping by default, `stride=1` for every
-    offset) and check each window (`scan_windows`). `tokenizer` may be None for pre-tokenized records."""
+    offset) and check each window (`scan_windows`, which also explains `state` and `shard_dir`). `tokenizer` may
+    be None for pre-tokenized records."""
     records = load_records(records)
     tokenized = tokenize_records(records, tokenizer, add_special_tokens=add_special_tokens)
     windows, stats = make_windows(tokenized, k=k, l=l, stride=stride)
     result = scan_windows(model, windows, tokenizer=tokenizer, batch_size=batch_size, fp32=fp32,
-                          progress=progress)
+                          progress=progress, state=state, shard_dir=shard_dir)
     result.stride, result.stats = stats.stride, stats
     return result
 

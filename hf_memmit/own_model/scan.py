@@ -3,11 +3,13 @@ windows, run the one (k, l) check on every window, write the per-record results.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..data.records import load_records
 from ..metrics.scan import ScanResult, scan_records
 from ..models import load_causal_lm
+from ..utils import process_state
 
 
 def resolve_model(model, tokenizer=None, *, dtype: str = "auto", device: str = "auto"):
@@ -24,7 +26,7 @@ def resolve_model(model, tokenizer=None, *, dtype: str = "auto", device: str = "
 def scan_model(model, data, *, tokenizer=None, k: int = 32, l: int = 32, stride: int | None = None,
                text_column: str = "text", add_special_tokens: bool | None = None, dtype: str = "auto",
                device: str = "auto", batch_size: int = 32, out: str | Path | None = None,
-               progress: bool = True) -> ScanResult:
+               progress: bool = True, accelerator=None) -> ScanResult:
     """Which of `data`'s records does `model` regurgitate? A record is extractable when greedy decoding from
     the k tokens of one of its windows reproduces the next l tokens exactly (Carlini et al., 2023,
     "Quantifying memorization across neural language models").
@@ -35,12 +37,25 @@ def scan_model(model, data, *, tokenizer=None, k: int = 32, l: int = 32, stride:
             (`text_column`) or an `input_ids` column.
         k, l, stride: prompt and target lengths in tokens; stride between window starts (default k + l,
             non-overlapping; 1 checks every offset).
-        out: a folder for records.jsonl, windows.jsonl, summary.json and summary.md (written atomically).
+        out: a folder for records.jsonl, windows.jsonl, summary.json and summary.md (written atomically). While
+            the scan runs, finished shards of windows are kept in `out/shards`, so a killed scan started again
+            with the same arguments continues where it stopped; the folder is removed once the results are written.
+        accelerator: an `accelerate.Accelerator` or `PartialState`; by default a launch is detected
+            (`accelerate launch -m hf_memmit.cli scan ...` runs one process per device, each on its share of the
+            windows; the main process writes the results).
     """
     records = load_records(data, text_column=text_column)  # bad input fails before the model loads
-    model, tokenizer = resolve_model(model, tokenizer, dtype=dtype, device=device)
-    result = scan_records(model, tokenizer, records, k=k, l=l, stride=stride,
-                          add_special_tokens=add_special_tokens, batch_size=batch_size, progress=progress)
-    if out is not None:
+    state = accelerator if accelerator is not None else process_state()
+    if state.num_processes > 1 and isinstance(model, (str, Path)) and state.device.type != "cpu":
+        model, tokenizer = resolve_model(model, tokenizer, dtype=dtype, device="cpu")  # then to this rank's GPU
+        model.to(state.device)
+    else:
+        model, tokenizer = resolve_model(model, tokenizer, dtype=dtype, device=device)
+    shards = Path(out) / "shards" if out is not None else None
+    result = scan_records(model, tokenizer, records, k=k, l=l, stride=stride, add_special_tokens=add_special_tokens,
+                          batch_size=batch_size, progress=progress, state=state, shard_dir=shards)
+    if out is not None and state.is_main_process:
         result.save(out)
+        shutil.rmtree(shards, ignore_errors=True)
+    state.wait_for_everyone()
     return result

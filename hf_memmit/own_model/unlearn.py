@@ -27,8 +27,9 @@ LIVE_OBJECTS = ("peft_model", "scan_after_result")  # returned to the caller, no
 # the initial mask is random (Ramanujan et al., 2020), and a random 5% of SmolLM2's MLP weights costs far more.
 STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "forget_check_every": 1, "forget_check_rows": 64,
                   "batch_size": 8, "ratio": 0.01}
-# The loss-based LoRA methods get the same schedule and check (they have no ratio).
-LORA_STEP_SCHEDULED = {k: v for k, v in STEP_SCHEDULED.items() if k != "ratio"}
+# The loss-based LoRA methods get the same schedule and check (they have no ratio), at AdamW lr 1e-3: LoRA's B
+# starts at zero, and at 1e-4 gradient ascent still left SmolLM2 canaries extractable after 19 steps (190 s).
+LORA_STEP_SCHEDULED = {**{k: v for k, v in STEP_SCHEDULED.items() if k != "ratio"}, "lr": 1e-3}
 METHOD_DEFAULTS = {"subnet": STEP_SCHEDULED, "balanced_subnet": STEP_SCHEDULED,
                    **{name: LORA_STEP_SCHEDULED for name in ("gradient_ascent", "grad_diff", "npo", "simnpo")}}
 

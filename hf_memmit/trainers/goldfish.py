@@ -72,7 +72,8 @@ class GoldfishLossTrainer(Trainer):
         outputs, labels = forward_without_labels(self, model, inputs)
         tokens = next_token_losses(outputs.logits, labels)
         valid = labels[:, 1:] != IGNORE_INDEX
-        kept = valid & ~goldfish_dropped(labels.masked_fill(labels == IGNORE_INDEX, 0), self.method_config)
+        ids = inputs["input_ids"] if "input_ids" in inputs else labels.masked_fill(labels == IGNORE_INDEX, 0)
+        kept = valid & ~goldfish_dropped(ids, self.method_config)
         self._seen += int(valid.sum())
         self._kept += int(kept.sum())
         loss = (tokens * kept).sum() / step_token_count(self, valid.sum(), num_items_in_batch)

@@ -34,13 +34,16 @@ def train_adapter(model, config, steps: Iterator, n_steps: int, loss_of: Callabl
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     every = config.forget_check_every
-    for done, step in enumerate(tqdm(itertools.islice(steps, n_steps), total=n_steps, desc=config.method,
-                                     disable=not progress), 1):
+    bar = tqdm(itertools.islice(steps, n_steps), total=n_steps, desc=config.method, disable=not progress)
+    for done, step in enumerate(bar, 1):
         optimizer.zero_grad()
         loss_of(step).backward()
         if config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
-        if stop is not None and every and done % every == 0 and stop(done):
-            break
+        if stop is not None and every and done % every == 0:
+            clean = stop(done)
+            bar.set_postfix(extractable=stop.last_seen())
+            if clean:
+                break
     optimizer.zero_grad(set_to_none=True)

@@ -82,13 +82,17 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
     scores = [layer.weight_mask_scores[adapter_name] for layer in tuner.mask_layers(adapter_name).values()]
     optimizer = torch.optim.SGD(scores, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     try:
-        for done, step in enumerate(tqdm(steps, total=n_steps, desc=config.method, disable=not progress), 1):
+        bar = tqdm(steps, total=n_steps, desc=config.method, disable=not progress)
+        for done, step in enumerate(bar, 1):
             optimizer.zero_grad()
             loss_of(step).backward()
             optimizer.step()
             every = config.forget_check_every
-            if stop is not None and every and done % every == 0 and stop(done):
-                break
+            if stop is not None and every and done % every == 0:
+                clean = stop(done)
+                bar.set_postfix(extractable=stop.last_seen())
+                if clean:
+                    break
     finally:
         tuner.fix_scores(adapter_name)
     warn_if_noop(model, adapter_name, config)
