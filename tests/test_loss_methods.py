@@ -191,3 +191,8 @@ def test_own_model_defaults_schedule_by_steps_and_stop_when_clean():
                 config.batch_size, config.lr) == (None, 300, 1, 64, 8, 1e-3), name
     assert config_for("npo", {"lr": 1e-4}).lr == 1e-4
     assert config_for("balanced_subnet").ratio == 0.01
+
+
+def test_an_option_the_method_lacks_is_a_clear_error():
+    with pytest.raises(ValueError, match="npo: unknown option.s. ratio; allowed: .*beta.*lora_alpha"):
+        make_config("npo", ratio=0.1)

@@ -12,6 +12,7 @@ and leaves a fixed mask in the adapter `adapter_name`. Neuron-level methods also
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,5 +79,11 @@ def get_method(name_or_config) -> Method:
 
 
 def make_config(name: str, **kwargs) -> PeftConfig:
-    """A method's config from its name, e.g. for a CLI: make_config('durable', ratio=0.01)."""
-    return get_method(name).config_class(**kwargs)
+    """A method's config from its name, e.g. for a CLI: make_config('durable', ratio=0.01). An option that is not
+    a field of the method's config is a ValueError naming the fields (e.g. `ratio` for a LoRA method)."""
+    config_class = get_method(name).config_class
+    fields = sorted(f.name for f in dataclasses.fields(config_class) if f.init)
+    unknown = sorted(set(kwargs) - set(fields))
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
+    return config_class(**kwargs)
