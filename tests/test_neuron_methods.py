@@ -82,8 +82,9 @@ def gold_probs(model, x):
 
 # ---- registry and configs ----------------------------------------------------------------------------------------
 
-def test_registry_lists_all_eleven_methods():
-    assert method_names() == ["greedy", "sou", "durable", "durable_agg", "subnet", "balanced_subnet", *NEURON]
+def test_registry_lists_the_eleven_mask_methods_before_the_lora_ones():
+    assert method_names() == ["greedy", "sou", "durable", "durable_agg", "subnet", "balanced_subnet", *NEURON,
+                              "gradient_ascent", "grad_diff", "npo", "simnpo"]
     classes = [ZeroConfig, ActConfig, SlimConfig, HardConcreteConfig, IntegratedGradientsConfig]
     for name, cls in zip(NEURON, classes):
         method = get_method(name)
