@@ -271,6 +271,37 @@ def test_fp32_computes_in_float32_and_restores_a_half_model(make):
     assert not any(p.is_inference() for p in model.parameters())  # still trainable afterwards
 
 
+@pytest.mark.parametrize("make", [random_gpt2, random_llama], ids=["gpt2", "llama"])
+def test_fp32_head_keeps_the_body_in_bf16_and_the_logits_in_float32(make):
+    """fp32="head": float32 logits from the bf16 body's last hidden states, through a float32 final norm; the
+    weights (the output embedding possibly tied to the input one) and the head's forward are restored after."""
+    model = make().to(torch.bfloat16)
+    rng = random.Random(4)
+    prompts = [[rng.randrange(V) for _ in range(6)] for _ in range(8)]
+    targets = [[rng.randrange(V) for _ in range(4)] for _ in range(8)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = {}
+
+    def record(key, of=lambda out: out):
+        def hook(module, args, out):
+            seen.setdefault(key, of(out).dtype)
+        return hook
+
+    decoder = model.get_decoder()
+    first_block = decoder.layers[0] if hasattr(decoder, "layers") else decoder.h[0]
+    first_block.register_forward_hook(record("body", lambda out: out[0] if isinstance(out, tuple) else out))
+    (decoder.norm if hasattr(decoder, "norm") else decoder.ln_f).register_forward_hook(record("norm"))
+    model.register_forward_hook(record("logits", lambda out: out.logits))
+    got = greedy_match(model, prompts, targets, fp32="head")
+    assert seen == {"body": torch.bfloat16, "norm": torch.float32, "logits": torch.float32}
+    assert len(got.predictions) == 8
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert "forward" not in vars(model.get_output_embeddings())
+    with pytest.raises(ValueError, match="fp32='fp16' is not supported; allowed: True, False, 'head'"):
+        greedy_match(model, prompts, targets, fp32="fp16")
+
+
 def test_match_tokens_scores_short_and_long_predictions():
     got = match_tokens([[1, 2, 3, 9, 9], [4, 5], [7, 8, 0]], [[1, 2, 3], [4, 5, 6], [7, 8, 6]])
     assert got.exact.tolist() == [True, False, False]

@@ -11,6 +11,7 @@ from .group import main
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
+CHECK_PRECISIONS = {"fp32": True, "head": "head", "model": False}  # --check-precision -> greedy_match's fp32
 
 
 def model_options(func):
@@ -47,15 +48,19 @@ def top_table(result, n: int) -> Table:
 @click.option("--stride", type=int, default=None, help="Tokens between window starts (default k + l; 1 = every offset).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the results.")
 @click.option("--top", type=int, default=10, show_default=True, help="Records shown in the table.")
+@click.option("--check-precision", type=click.Choice(tuple(CHECK_PRECISIONS)), default="fp32", show_default=True,
+              help="Half-precision models: fp32 upcasts every weight for the check, head only the final norm and "
+                   "output embedding, model keeps the model's dtype.")
 @one_line_errors
-def scan(model_id, dtype, device, batch_size, data, text_column, k, l_, stride, out, top):
+def scan(model_id, dtype, device, batch_size, data, text_column, k, l_, stride, out, top, check_precision):
     """Scan MODEL for the records of DATA it reproduces verbatim: per-record JSONL, summary JSON and Markdown."""
     from ..own_model import scan_model
 
     quiet_datasets()
     state = process_state()  # under `accelerate launch` the processes share the windows; the main one reports
     result = scan_model(model_id, data, k=k, l=l_, stride=stride, text_column=text_column, dtype=dtype,
-                        device=device, batch_size=batch_size, out=out, accelerator=state)
+                        device=device, batch_size=batch_size, out=out, accelerator=state,
+                        fp32=CHECK_PRECISIONS[check_precision])
     if not state.is_main_process:
         return
     s = result.summary()

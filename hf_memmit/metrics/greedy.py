@@ -11,6 +11,9 @@ bf16 forward pass flips the argmax of near-tied logits (3 of 605 rows changed on
 Half-precision weights are upcast in place for the call and cast back afterwards (lossless: float32 holds
 every bf16/fp16 value exactly), which costs 2x their memory during the check; an enclosing `autocast` is
 switched off. `fp32=False` computes in the model's own dtype (needed e.g. for flash-attention kernels).
+`fp32="head"` keeps the body in its own dtype and computes only the final norm and the output embedding in
+float32, on the body's last hidden states: the argmax is taken over float32 logits without a float32 copy of
+every weight (only the output embedding's, one call at a time).
 """
 
 from __future__ import annotations
@@ -98,12 +101,71 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
 
 
+FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")  # a decoder's last norm, by family
+
+
+def _final_norm(lm) -> torch.nn.Module | None:
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
+    for name in FINAL_NORMS:
+        module = getattr(decoder, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None
+
+
 @contextlib.contextmanager
-def compute_precision(model, fp32: bool = True):
-    """Eval mode, and with `fp32`, float32 compute: half-precision parameters and buffers are upcast in
-    place and restored to their own dtype on exit; autocast is off inside."""
+def _head_in_fp32(model):
+    """The final norm (its parameters upcast in place, its input cast to float32) and the output embedding
+    (computed as F.linear in float32, on a temporary float32 copy of its weight, which may be tied to the input
+    embedding and so is not upcast in place) run in float32; the body keeps its dtype."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") and hasattr(model, "peft_config") else model
+    head = lm.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):
+        raise ValueError(f"fp32='head' needs an nn.Linear output embedding; {type(lm).__name__} has "
+                         f"{type(head).__name__}; allowed: fp32=True for this model")
+    norm = _final_norm(lm)
+    params = [p for p in (norm.parameters() if norm is not None else ()) if p.dtype in _HALF]
+    dtypes = [p.dtype for p in params]
+    handles = []
+    try:
+        with torch.inference_mode(False):
+            for p in params:
+                p.data = p.data.float()
+        if norm is not None:
+            handles.append(norm.register_forward_pre_hook(lambda module, args: tuple(
+                a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)))
+
+        def head_forward(hidden):
+            bias = None if head.bias is None else head.bias.float()
+            return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+
+        head.forward = head_forward
+        yield
+    finally:
+        del head.forward  # back to the class's forward
+        for handle in handles:
+            handle.remove()
+        with torch.inference_mode(False):
+            for p, dtype in zip(params, dtypes):
+                p.data = p.data.to(dtype)
+
+
+@contextlib.contextmanager
+def compute_precision(model, fp32: bool | str = True):
+    """Eval mode, and with `fp32=True`, float32 compute: half-precision parameters and buffers are upcast in
+    place and restored to their own dtype on exit; autocast is off inside. `fp32="head"`: only the final norm
+    and the output embedding compute in float32 (see the module doc); False: the model's own dtype."""
+    if not (fp32 is True or fp32 is False or fp32 == "head"):
+        raise ValueError(f"fp32={fp32!r} is not supported; allowed: True, False, 'head'")
     was_training = model.training
     model.eval()
+    if fp32 == "head":
+        try:
+            with _head_in_fp32(model):
+                yield
+        finally:
+            model.train(was_training)
+        return
     halves = [t for t in itertools.chain(model.parameters(), model.buffers()) if fp32 and t.dtype in _HALF]
     dtypes = [t.dtype for t in halves]
     try:
@@ -198,7 +260,7 @@ def _length_batches(lengths: list[int], batch_size: int):
 
 
 @torch.no_grad()
-def greedy_match(model, prompts, targets, *, batch_size: int = 64, pad_token_id: int = 0, fp32: bool = True,
+def greedy_match(model, prompts, targets, *, batch_size: int = 64, pad_token_id: int = 0, fp32: bool | str = True,
                  padding_side: str | None = None, progress: bool = False) -> GreedyMatch:
     """Does greedy decoding from each prompt reproduce its target exactly? Teacher-forced, batched.
 

@@ -26,7 +26,7 @@ def resolve_model(model, tokenizer=None, *, dtype: str = "auto", device: str = "
 def scan_model(model, data, *, tokenizer=None, k: int = 32, l: int = 32, stride: int | None = None,
                text_column: str = "text", add_special_tokens: bool | None = None, dtype: str = "auto",
                device: str = "auto", batch_size: int = 32, out: str | Path | None = None,
-               progress: bool = True, accelerator=None) -> ScanResult:
+               progress: bool = True, accelerator=None, fp32: bool | str = True) -> ScanResult:
     """Which of `data`'s records does `model` regurgitate? A record is extractable when greedy decoding from
     the k tokens of one of its windows reproduces the next l tokens exactly (Carlini et al., 2023,
     "Quantifying memorization across neural language models").
@@ -40,6 +40,9 @@ def scan_model(model, data, *, tokenizer=None, k: int = 32, l: int = 32, stride:
         out: a folder for records.jsonl, windows.jsonl, summary.json and summary.md (written atomically). While
             the scan runs, finished shards of windows are kept in `out/shards`, so a killed scan started again
             with the same arguments continues where it stopped; the folder is removed once the results are written.
+        fp32: the precision of the check on half-precision weights: True (every weight upcast for the check),
+            "head" (only the final norm and output embedding in float32), False (the model's dtype); see
+            `hf_memmit.metrics.greedy`.
         accelerator: an `accelerate.Accelerator` or `PartialState`; by default a launch is detected
             (`accelerate launch -m hf_memmit.cli scan ...` runs one process per device, each on its share of the
             windows; the main process writes the results).
@@ -53,7 +56,7 @@ def scan_model(model, data, *, tokenizer=None, k: int = 32, l: int = 32, stride:
         model, tokenizer = resolve_model(model, tokenizer, dtype=dtype, device=device)
     shards = Path(out) / "shards" if out is not None else None
     result = scan_records(model, tokenizer, records, k=k, l=l, stride=stride, add_special_tokens=add_special_tokens,
-                          batch_size=batch_size, progress=progress, state=state, shard_dir=shards)
+                          batch_size=batch_size, fp32=fp32, progress=progress, state=state, shard_dir=shards)
     if out is not None and state.is_main_process:
         result.save(out)
         shutil.rmtree(shards, ignore_errors=True)
