@@ -28,6 +28,8 @@ def main(out: str, shard_dir: str | None) -> None:
         Path(out).write_text(json.dumps({"world": state.num_processes, "exact": match.exact.tolist(),
                                          "token_match": match.token_match.tolist(),
                                          "predictions": match.predictions}))
+    state.wait_for_everyone()
+    state.destroy_process_group()  # exiting with gloo's threads alive can abort a rank
 
 
 if __name__ == "__main__":
