@@ -376,6 +376,13 @@ def epochs_of(config, batches_per_epoch: int) -> tuple[Iterator[int], int]:
     return iter(range(config.epochs)), config.epochs * batches_per_epoch
 
 
+def epoch_batches(config, n_rows: int, generator: torch.Generator) -> tuple[Iterator[torch.Tensor], int]:
+    """Shuffled index batches of `config.batch_size` over `n_rows` rows for the schedule of `config` (its `epochs`
+    passes, reshuffled each pass, or endless and capped by `max_steps`), and how many steps that is."""
+    epochs, n_steps = epochs_of(config, n_batches(n_rows, config.batch_size))
+    return (i for _ in epochs for i in index_batches(n_rows, config.batch_size, generator)), n_steps
+
+
 def signed_union(forget: Rows, retain: Rows) -> tuple[Rows, torch.Tensor]:
     """Forget and retain rows in one set (padded to a common length) and a sign per row: +1 forget, -1 retain."""
     length = max(forget.input_ids.shape[1], retain.input_ids.shape[1])

@@ -13,9 +13,12 @@ looks at a random sample of that many rows and checks them all only when the sam
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from ..metrics import greedy_match
 
@@ -88,3 +91,22 @@ def prompt_lengths_of(forget, n_rows: int) -> list[int]:
     if len(lengths) != n_rows:
         raise ValueError(f"prompt_length has {len(lengths)} values for {n_rows} forget rows")
     return lengths
+
+
+def run_steps(steps: Iterator, n_steps: int, config, step: Callable[[object], None], progress: bool,
+              stop: ForgetCheck | None = None) -> None:
+    """The fitting loop of the trained methods: `step(item)` (one optimizer step) for each item of `steps`, at
+    most `n_steps` and `config.max_steps`, under a progress bar. With `stop` and `config.forget_check_every`,
+    `stop(done)` runs after every that-many steps (the bar shows what it found) and the first True ends the loop."""
+    if config.max_steps is not None:
+        n_steps = min(n_steps, config.max_steps)
+    every = config.forget_check_every
+    bar = tqdm(itertools.islice(steps, n_steps), total=n_steps, desc=config.method, disable=not progress)
+    for done, item in enumerate(bar, 1):
+        step(item)
+        if stop is not None and every and done % every == 0:
+            clean = stop(done)
+            bar.set_postfix(extractable=stop.last_seen())
+            if clean:
+                break
+

@@ -67,3 +67,20 @@ class LossMethodConfig(LoraConfig):
         """The LoRA fields only: the saved adapter is a plain LoRA adapter that peft loads without hf_memmit."""
         own = {f.name for f in dataclasses.fields(self)} - {f.name for f in dataclasses.fields(LoraConfig)}
         return {k: v for k, v in super().to_dict().items() if k not in own}
+
+
+@dataclass
+class RetainTermConfig(LossMethodConfig):
+    """A loss-based method with a retain term: `retain_weight` times the mean CE of a batch of retain rows (the
+    retain set cycled, `batch_size` rows a step) is added to each step's forget loss. Needs a retain set.
+
+    Args:
+        retain_weight: weight of the retain CE term (>= 0; 1.0 is the usual choice).
+    """
+
+    retain_weight: float = field(default=1.0, metadata={"help": "Weight of the retain CE term, >= 0."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("retain_weight", self.retain_weight, 0.0, float("inf"), high_open=True)
+

@@ -5,39 +5,29 @@ here in a LoRA adapter."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from ...utils import check_range
-from ..data import row_losses
+from ..data import epoch_batches, row_losses
 from ..registry import register_method
-from .config import LossMethodConfig
-from .train import forget_steps, retain_term, train_adapter
+from .config import RetainTermConfig
+from .train import retain_term, train_adapter
 
 
 @dataclass
-class GradDiffConfig(LossMethodConfig):
+class GradDiffConfig(RetainTermConfig):
     """GradDiff: loss = -mean CE(forget batch) + retain_weight * mean CE(retain batch); each step takes
     `batch_size` forget rows and `batch_size` retain rows (the retain set is cycled). An epoch is one pass over
-    the forget set. Needs a retain set, disjoint from the forget set.
-
-    Args:
-        retain_weight: weight of the retain term (>= 0; 1.0 is the usual choice).
-    """
+    the forget set. Needs a retain set, disjoint from the forget set."""
 
     method: str = "grad_diff"
-    retain_weight: float = field(default=1.0, metadata={"help": "Weight of the retain CE term, >= 0."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_range("retain_weight", self.retain_weight, 0.0, float("inf"), high_open=True)
 
 
 def fit_grad_diff(model, config: GradDiffConfig, forget, retain, *, adapter_name: str, progress: bool,
                   stop: Callable[[int], bool] | None = None) -> None:
     generator = torch.Generator().manual_seed(config.seed)
-    steps, n_steps = forget_steps(config, forget, generator)
+    steps, n_steps = epoch_batches(config, len(forget), generator)
     retain_ce = retain_term(model, retain, config, generator)
     train_adapter(model, config, steps, n_steps,
                   lambda index: -row_losses(model, *forget.batch(index)).mean() + config.retain_weight * retain_ce(),

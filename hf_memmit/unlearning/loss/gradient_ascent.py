@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import row_losses
+from ..data import epoch_batches, row_losses
 from ..registry import register_method
 from .config import LossMethodConfig
-from .train import forget_steps, train_adapter
+from .train import train_adapter
 
 
 @dataclass
@@ -25,7 +25,7 @@ class GradientAscentConfig(LossMethodConfig):
 
 def fit_gradient_ascent(model, config: GradientAscentConfig, forget, retain, *, adapter_name: str, progress: bool,
                         stop: Callable[[int], bool] | None = None) -> None:
-    steps, n_steps = forget_steps(config, forget, torch.Generator().manual_seed(config.seed))
+    steps, n_steps = epoch_batches(config, len(forget), torch.Generator().manual_seed(config.seed))
     train_adapter(model, config, steps, n_steps, lambda index: -row_losses(model, *forget.batch(index)).mean(),
                   progress, stop)
 

@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ...utils import check_range
-from ..data import index_batches, row_losses
+from ..data import epoch_batches, index_batches, row_losses
 from ..registry import register_method
-from .config import LossMethodConfig
-from .train import forget_steps, retain_term, train_adapter
+from .config import RetainTermConfig
+from .train import retain_term, train_adapter
 
 
 @dataclass
-class NPOConfig(LossMethodConfig):
+class NPOConfig(RetainTermConfig):
     """NPO: with log r_i = log pi(y_i) - log pi_ref(y_i) the log-likelihood ratio of forget row i under the
     adapted model and the reference (the same base with the adapter disabled: no second copy of the weights),
 
@@ -37,12 +37,10 @@ class NPOConfig(LossMethodConfig):
 
     method: str = "npo"
     beta: float = field(default=0.1, metadata={"help": "Inverse temperature beta, > 0."})
-    retain_weight: float = field(default=1.0, metadata={"help": "Weight of the retain CE term, >= 0."})
 
     def __post_init__(self):
         super().__post_init__()
         check_range("beta", self.beta, 0.0, float("inf"), low_open=True, high_open=True)
-        check_range("retain_weight", self.retain_weight, 0.0, float("inf"), high_open=True)
 
 
 def row_log_likelihoods(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -74,7 +72,7 @@ def fit_npo(model, config: NPOConfig, forget, retain, *, adapter_name: str, prog
             stop: Callable[[int], bool] | None = None) -> None:
     reference = reference_log_likelihoods(model, forget, config.batch_size, progress)
     generator = torch.Generator().manual_seed(config.seed)
-    steps, n_steps = forget_steps(config, forget, generator)
+    steps, n_steps = epoch_batches(config, len(forget), generator)
     retain_ce = retain_term(model, retain, config, generator)
 
     def loss_of(index):

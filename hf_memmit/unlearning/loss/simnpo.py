@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from ...utils import check_range
-from ..data import row_losses
+from ..data import epoch_batches, row_losses
 from ..registry import register_method
-from .config import LossMethodConfig
-from .train import forget_steps, retain_term, train_adapter
+from .config import RetainTermConfig
+from .train import retain_term, train_adapter
 
 
 @dataclass
-class SimNPOConfig(LossMethodConfig):
+class SimNPOConfig(RetainTermConfig):
     """SimNPO: with CE_i the mean next-token cross-entropy of forget row i (= -log pi(y_i) / |y_i|),
 
         loss = mean_i -(2 / beta) * log sigmoid(beta * CE_i - gamma) + retain_weight * mean CE(retain batch).
@@ -33,19 +33,17 @@ class SimNPOConfig(LossMethodConfig):
     method: str = "simnpo"
     beta: float = field(default=2.5, metadata={"help": "Inverse temperature beta, > 0."})
     gamma: float = field(default=0.0, metadata={"help": "Reward margin gamma, >= 0."})
-    retain_weight: float = field(default=1.0, metadata={"help": "Weight of the retain CE term, >= 0."})
 
     def __post_init__(self):
         super().__post_init__()
         check_range("beta", self.beta, 0.0, float("inf"), low_open=True, high_open=True)
         check_range("gamma", self.gamma, 0.0, float("inf"), high_open=True)
-        check_range("retain_weight", self.retain_weight, 0.0, float("inf"), high_open=True)
 
 
 def fit_simnpo(model, config: SimNPOConfig, forget, retain, *, adapter_name: str, progress: bool,
                stop: Callable[[int], bool] | None = None) -> None:
     generator = torch.Generator().manual_seed(config.seed)
-    steps, n_steps = forget_steps(config, forget, generator)
+    steps, n_steps = epoch_batches(config, len(forget), generator)
     retain_ce = retain_term(model, retain, config, generator)
 
     def loss_of(index):

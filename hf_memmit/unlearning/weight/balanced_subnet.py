@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...utils import check_choice, check_range
-from ..data import cycle_indices, epochs_of, index_batches, n_batches, row_losses, signed_union
+from ..data import cycle_indices, epoch_batches, epochs_of, n_batches, row_losses, signed_union
 from ..registry import register_method
 from .subnet import SubnetConfig, train_scores
 
@@ -63,8 +63,7 @@ def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, 
     if config.balance == "paper_sign":
         rows, sign = signed_union(forget, retain)
         coef = torch.where(sign > 0, forget_coef, retain_coef)
-        epochs, n_steps = epochs_of(config, n_batches(len(rows), bs))
-        steps = (i for _ in epochs for i in index_batches(len(rows), bs, generator))
+        steps, n_steps = epoch_batches(config, len(rows), generator)
 
         def loss_of(index):
             losses = row_losses(model, *rows.batch(index))

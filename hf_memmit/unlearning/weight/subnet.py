@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from ...utils import check_int, check_range
-from ..data import epochs_of, index_batches, n_batches, row_losses
+from ..data import epoch_batches, row_losses
 from ..registry import register_method
+from ..stopping import run_steps
 from .common import WeightMethodConfig, warn_if_noop
 
 
@@ -71,28 +70,20 @@ class SubnetConfig(WeightMethodConfig):
 
 def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator, n_steps: int,
                  loss_of: Callable, progress: bool, stop: Callable[[int], bool] | None = None) -> None:
-    """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps`, mask frozen.
-    With `stop` and `config.forget_check_every`, `stop(step)` is asked every `forget_check_every` steps; True
-    ends fitting."""
-    if config.max_steps is not None:
-        n_steps = min(n_steps, config.max_steps)
-    steps = itertools.islice(steps, n_steps)
+    """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps` (`run_steps`: the
+    schedule and the stop-when-clean check), mask frozen."""
     tuner = model.base_model
     tuner.start_scores(config.ratio, adapter_name, seed=config.seed)
     scores = [layer.weight_mask_scores[adapter_name] for layer in tuner.mask_layers(adapter_name).values()]
     optimizer = torch.optim.SGD(scores, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+    def step(item):
+        optimizer.zero_grad()
+        loss_of(item).backward()
+        optimizer.step()
+
     try:
-        bar = tqdm(steps, total=n_steps, desc=config.method, disable=not progress)
-        for done, step in enumerate(bar, 1):
-            optimizer.zero_grad()
-            loss_of(step).backward()
-            optimizer.step()
-            every = config.forget_check_every
-            if stop is not None and every and done % every == 0:
-                clean = stop(done)
-                bar.set_postfix(extractable=stop.last_seen())
-                if clean:
-                    break
+        run_steps(steps, n_steps, config, step, progress, stop)
     finally:
         tuner.fix_scores(adapter_name)
     warn_if_noop(model, adapter_name, config)
@@ -100,9 +91,7 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
 
 def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str, progress: bool,
                stop: Callable[[int], bool] | None = None) -> None:
-    generator = torch.Generator().manual_seed(config.seed)
-    epochs, n_steps = epochs_of(config, n_batches(len(forget), config.batch_size))
-    steps = (i for _ in epochs for i in index_batches(len(forget), config.batch_size, generator))
+    steps, n_steps = epoch_batches(config, len(forget), torch.Generator().manual_seed(config.seed))
     train_scores(model, config, adapter_name, steps, n_steps,
                  lambda index: -row_losses(model, *forget.batch(index)).mean(), progress, stop)
 
