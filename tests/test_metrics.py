@@ -295,6 +295,10 @@ def test_fp32_head_keeps_the_body_in_bf16_and_the_logits_in_float32(make):
     got = greedy_match(model, prompts, targets, fp32="head")
     assert seen == {"body": torch.bfloat16, "norm": torch.float32, "logits": torch.float32}
     assert len(got.predictions) == 8
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # an enclosing autocast is switched off here too
+        assert greedy_match(model, prompts, targets, fp32="head").predictions == got.predictions
+    assert seen == {"body": torch.bfloat16, "norm": torch.float32, "logits": torch.float32}
     after = model.state_dict()
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
     assert "forward" not in vars(model.get_output_embeddings())

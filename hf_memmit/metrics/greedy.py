@@ -118,7 +118,9 @@ def _head_in_fp32(model):
     """The final norm (its parameters upcast in place, its input cast to float32) and the output embedding
     (computed as F.linear in float32, on a temporary float32 copy of its weight, which may be tied to the input
     embedding and so is not upcast in place) run in float32; the body keeps its dtype."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") and hasattr(model, "peft_config") else model
+    from transformers.trainer_utils import unwrap_peft_model
+
+    lm = unwrap_peft_model(model)
     head = lm.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear):
         raise ValueError(f"fp32='head' needs an nn.Linear output embedding; {type(lm).__name__} has "
@@ -154,25 +156,20 @@ def _head_in_fp32(model):
 def compute_precision(model, fp32: bool | str = True):
     """Eval mode, and with `fp32=True`, float32 compute: half-precision parameters and buffers are upcast in
     place and restored to their own dtype on exit; autocast is off inside. `fp32="head"`: only the final norm
-    and the output embedding compute in float32 (see the module doc); False: the model's own dtype."""
+    and the output embedding compute in float32 (see the module doc), autocast off as well; False: the model's
+    own dtype."""
     if not (fp32 is True or fp32 is False or fp32 == "head"):
         raise ValueError(f"fp32={fp32!r} is not supported; allowed: True, False, 'head'")
     was_training = model.training
     model.eval()
-    if fp32 == "head":
-        try:
-            with _head_in_fp32(model):
-                yield
-        finally:
-            model.train(was_training)
-        return
-    halves = [t for t in itertools.chain(model.parameters(), model.buffers()) if fp32 and t.dtype in _HALF]
+    halves = [t for t in itertools.chain(model.parameters(), model.buffers()) if fp32 is True and t.dtype in _HALF]
     dtypes = [t.dtype for t in halves]
     try:
         with torch.inference_mode(False):  # under a caller's inference_mode the weights must stay normal tensors
             for t in halves:
                 t.data = t.data.float()
-        with torch.autocast(_model_device(model).type, enabled=False) if fp32 else contextlib.nullcontext():
+        with _head_in_fp32(model) if fp32 == "head" else contextlib.nullcontext(), \
+                torch.autocast(_model_device(model).type, enabled=False) if fp32 else contextlib.nullcontext():
             yield
     finally:
         with torch.inference_mode(False):
