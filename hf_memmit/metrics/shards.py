@@ -3,8 +3,9 @@
 Windows are cut into shards of `shard_size` consecutive windows; shard i goes to process i mod N. Every shard is
 checked by `greedy_match` on its own, with the same batches whatever the number of processes, so N processes give
 exactly the verdicts of one. With a `shard_dir`, each finished shard is written there at once (atomically), and a
-run that was killed skips the shards it finds; a manifest (window and model fingerprints, k, l, shard size) keeps
-a folder from being resumed by another scan. Results are gathered in input order on every process.
+run that was killed skips the shards it finds; a manifest (the windows' hash, the model's `model_fingerprint` and
+`weight_sums`, batch and shard size) keeps a folder from being resumed by another scan. Results are gathered in
+input order on every process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..models import model_fingerprint, same_weights, weight_sums
 from ..utils import atomic_write_json, check_int, process_state
 from .greedy import GreedyMatch, _check_batch_size, greedy_match
 
@@ -34,20 +36,14 @@ def windows_fingerprint(prompts: list[list[int]], targets: list[list[int]]) -> s
     return h.hexdigest()
 
 
-def model_fingerprint(model) -> str:
-    """A cheap identity of a model's weights: its class, parameter count and the float64 sums of its first and
-    last parameter tensors (not a hash of every weight, which would cost a pass over the model)."""
-    params = list(model.parameters())
-    sums = [float(params[i].detach().double().sum()) for i in (0, -1)] if params else []
-    return json.dumps([type(model).__name__, sum(p.numel() for p in params), sums])
-
-
 def _check_manifest(shard_dir: Path, manifest: dict) -> None:
     path = shard_dir / MANIFEST
     if path.exists():
         found = json.loads(path.read_text(encoding="utf-8"))
-        if found != manifest:
-            differs = sorted(k for k in manifest if found.get(k) != manifest[k])
+        differs = sorted(k for k in manifest if k != "weight_sums" and found.get(k) != manifest[k])
+        if not same_weights(found.get("weight_sums", []), manifest["weight_sums"]):
+            differs.append("weight_sums")
+        if differs:
             raise ValueError(f"{str(shard_dir)!r} holds the shards of another scan ({', '.join(differs)} differ); "
                              "allowed: the same model, windows and settings to resume, or an empty folder")
 
@@ -71,7 +67,8 @@ def sharded_greedy_match(model, prompts: list[list[int]], targets: list[list[int
     folder = Path(shard_dir) if shard_dir is not None else None
     if folder is not None:
         manifest = {"windows": len(prompts), "windows_sha256": windows_fingerprint(prompts, targets),
-                    "model": model_fingerprint(model), "shard_size": shard_size, "batch_size": batch_size,
+                    "model": model_fingerprint(model)["sha256"], "weight_sums": weight_sums(model),
+                    "shard_size": shard_size, "batch_size": batch_size,
                     "fp32": fp32, "pad_token_id": pad_token_id}
         _check_manifest(folder, manifest)
         state.wait_for_everyone()

@@ -1,4 +1,5 @@
-"""What a model is: is it a causal LM, and which base model is it (to refuse an adapter on another one)."""
+"""What a model is: is it a causal LM, which base model is it (to refuse an adapter on another one), and which
+checkpoint of it (its weights)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,19 @@ def model_fingerprint(model) -> dict[str, Any]:
         "dtype": str(getattr(model, "dtype", "")).replace("torch.", ""),
         "sha256": hashlib.sha256(payload.encode()).hexdigest(),
     }
+
+
+def weight_sums(model) -> list[float]:
+    """One float64 sum per parameter tensor: tells two checkpoints of one architecture apart (a fine-tuned model
+    from its base), unlike the config-and-shapes fingerprint; robust to the dtype the model was loaded in."""
+    import torch
+
+    with torch.no_grad():
+        return [float(p.detach().double().sum()) for _, p in sorted(model.named_parameters())]
+
+
+def same_weights(expected: list[float] | None, found: list[float], rel: float = 1e-3) -> bool:
+    """Per-tensor sums agree (up to bf16/fp32 rounding); True when the record has none to compare."""
+    if expected is None:
+        return True
+    return len(expected) == len(found) and all(abs(a - b) <= rel * max(1.0, abs(a)) for a, b in zip(expected, found))

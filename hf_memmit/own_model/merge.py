@@ -8,9 +8,9 @@ from pathlib import Path
 from peft import PeftConfig, PeftModel
 
 from ..compat import quiet_peft_wrapping
-from ..models import load_causal_lm, model_fingerprint
+from ..models import load_causal_lm, model_fingerprint, same_weights, weight_sums
 from ..utils import atomic_folder
-from .unlearn import RESULT_FILE, weight_sums
+from .unlearn import RESULT_FILE
 
 
 def merge_adapter(adapter_dir, out, *, base=None, dtype: str = "auto", device: str = "cpu") -> Path:
@@ -40,10 +40,3 @@ def merge_adapter(adapter_dir, out, *, base=None, dtype: str = "auto", device: s
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out)
-
-
-def same_weights(expected: list[float] | None, found: list[float], rel: float = 1e-3) -> bool:
-    """Per-tensor sums agree (up to bf16/fp32 rounding); True when the record has none to compare."""
-    if expected is None:
-        return True
-    return len(expected) == len(found) and all(abs(a - b) <= rel * max(1.0, abs(a)) for a, b in zip(expected, found))

@@ -10,8 +10,8 @@ from pathlib import Path
 from ..data.records import load_records, make_windows, tokenize_records
 from ..metrics import perplexity
 from ..metrics.scan import ScanResult, scan_records, scan_windows
-from ..models import model_fingerprint
-from ..unlearning import get_method, make_config, unlearn
+from ..models import model_fingerprint, weight_sums
+from ..unlearning import METHODS, LossMethodConfig, get_method, make_config, unlearn
 from ..unlearning.data import as_rows, check_disjoint
 from ..utils import atomic_folder, atomic_write_json, library_versions
 from .scan import resolve_model
@@ -31,7 +31,8 @@ STEP_SCHEDULED = {"epochs": None, "max_steps": 300, "forget_check_every": 1, "fo
 # starts at zero, and at 1e-4 gradient ascent still left SmolLM2 canaries extractable after 19 steps (190 s).
 LORA_STEP_SCHEDULED = {**{k: v for k, v in STEP_SCHEDULED.items() if k != "ratio"}, "lr": 1e-3}
 METHOD_DEFAULTS = {"subnet": STEP_SCHEDULED, "balanced_subnet": STEP_SCHEDULED,
-                   **{name: LORA_STEP_SCHEDULED for name in ("gradient_ascent", "grad_diff", "npo", "simnpo")}}
+                   **{name: LORA_STEP_SCHEDULED for name, m in METHODS.items()
+                      if issubclass(m.config_class, LossMethodConfig)}}
 
 
 def config_for(method: str, options: dict | None = None):
@@ -46,15 +47,6 @@ def windows_of(data, tokenizer, k: int, l: int, *, text_column: str = "text", st
     windows, stats = make_windows(records, k=k, l=l, stride=stride)
     windows = windows.map(lambda w: {"id": f"{w['record_id']}@{w['offset']}", "prompt_length": k})
     return windows, stats
-
-
-def weight_sums(model) -> list[float]:
-    """One float64 sum per parameter tensor: tells two checkpoints of one architecture apart (a fine-tuned model
-    from its base), unlike the config-and-shapes fingerprint; robust to the dtype the model was loaded in."""
-    import torch
-
-    with torch.no_grad():
-        return [float(p.detach().double().sum()) for _, p in sorted(model.named_parameters())]
 
 
 def held_out_perplexity(model, rows, batch_size: int = 8) -> float | None:
