@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
+from hf_memmit.tinymem import is_finished
 from hf_memmit.utils import atomic_write_bytes, atomic_write_json, library_versions
 
 RESULTS = Path(__file__).parent / "results"
@@ -37,3 +40,15 @@ def md_table(rows: list[dict], columns: list[str]) -> str:
 
 
 __all__ = ["environment", "write_results", "md_table", "json"]
+
+
+def train_cell(out: Path, train_args: list[str]) -> None:
+    """`hf-memmit train TRAIN_ARGS --out OUT` in a subprocess, unless OUT holds a finished run (an interrupted one
+    resumes)."""
+    if is_finished(out):
+        print(f"{out.name}: finished, skipped", flush=True)
+        return
+    cmd = [sys.executable, "-m", "hf_memmit.cli", "train", *train_args, "--out", str(out)]
+    print("running:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+

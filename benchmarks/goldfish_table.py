@@ -11,30 +11,19 @@ benchmarks/results/goldfish_language_noise.{json,md}.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import environment, md_table, write_results
+from common import environment, md_table, train_cell, write_results
 
-from hf_memmit.tinymem import is_finished, read_run_info
+from hf_memmit.tinymem import read_run_info
 
 BASE = ["--task", "language", "--artifact", "noise", "--layers", "4", "--profile", "quick", "--seed", "0"]
 
 
 def cells(k: int) -> dict[str, list[str]]:
     return {"plain": [], f"goldfish_k{k}": ["--regularizer", "goldfish", "--set", f"k={k}"]}
-
-
-def run_cell(name: str, options: list[str], runs: Path) -> None:
-    out = runs / name
-    if is_finished(out):
-        print(f"{name}: finished, skipped", flush=True)
-        return
-    cmd = [sys.executable, "-m", "hf_memmit.cli", "train", *BASE, "--out", str(out), *options]
-    print("running:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def row(name: str, runs: Path) -> dict:
@@ -58,7 +47,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     for name, options in cells(args.k).items():
-        run_cell(name, options, runs)
+        train_cell(runs / name, [*BASE, *options])
     rows = [row(name, runs) for name in cells(args.k)]
     plain, goldfish = rows
     change = 100 * (goldfish["perplexity"] / plain["perplexity"] - 1)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import environment, md_table, write_results
+from common import environment, md_table, train_cell, write_results
 
 from hf_memmit.tinymem import FINETUNE_FILE, FinetuneConfig, finetune_tinymem, is_finished, read_run_info
 
@@ -48,16 +47,6 @@ FT_CELLS = {"ft_clean": ("clean", None), "ft_extra": ("extra", None), "ft_both":
 # Sakarvadia et al. 2025 ("Mitigating Memorization in Language Models"), 4-layer math+noise: (% memorized, % accuracy)
 PAPER = {"plain": (34.73, 96.98), "spectral_norm": (0.05, 96.77), "loss_truncation": (11.96, 95.29),
          "example_tied_dropout": (0.0, 41.6)}
-
-
-def run_train_cell(name: str, runs: Path) -> None:
-    out = runs / name
-    if is_finished(out):
-        print(f"{name}: finished, skipped", flush=True)
-        return
-    cmd = [sys.executable, "-m", "hf_memmit.cli", "train", *BASE, "--out", str(out), *TRAIN_CELLS[name]]
-    print("running:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def run_ft_cell(name: str, runs: Path) -> None:
@@ -120,7 +109,10 @@ def main(argv=None):
     for name in args.cells.split(","):
         if name not in TRAIN_CELLS and name not in FT_CELLS:
             raise SystemExit(f"unknown cell {name!r}; cells: {', '.join([*TRAIN_CELLS, *FT_CELLS])}")
-        (run_train_cell if name in TRAIN_CELLS else run_ft_cell)(name, args.runs)
+        if name in TRAIN_CELLS:
+            train_cell(args.runs / name, [*BASE, *TRAIN_CELLS[name]])
+        else:
+            run_ft_cell(name, args.runs)
         write_table(args.runs, args.out)
     write_table(args.runs, args.out)
 
