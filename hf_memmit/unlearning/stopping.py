@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..metrics import greedy_match
+from .parallel import ONE_PROCESS, Split
 
 
 @dataclass
@@ -28,7 +29,8 @@ class ForgetCheck:
     """The check run during fitting: row i is extractable iff greedy decoding from its first `prompt_lengths[i]`
     tokens reproduces the rest of the row. `history` holds (step, extractable rows) of the checks over all rows;
     `sampled` holds (step, extractable rows in the sample, sample size) of the sample checks that found some;
-    `stopped_at` the step at which none was left (None: never reached)."""
+    `stopped_at` the step at which none was left (None: never reached). With `split` over several processes,
+    each checks its slice of the rows and the counts are summed, so every process takes the same decision."""
 
     model: torch.nn.Module
     input_ids: torch.Tensor
@@ -36,6 +38,7 @@ class ForgetCheck:
     batch_size: int = 32
     sample_rows: int | None = None
     seed: int = 0
+    split: Split = ONE_PROCESS
     history: list[tuple[int, int]] = field(default_factory=list)
     sampled: list[tuple[int, int, int]] = field(default_factory=list)
     stopped_at: int | None = None
@@ -45,12 +48,13 @@ class ForgetCheck:
 
     def extractable(self, rows: list[int] | None = None) -> int:
         """How many of `rows` (default: all) are extractable under the current mask."""
-        ids = self.input_ids if rows is None else self.input_ids[rows]
-        lengths = self.prompt_lengths if rows is None else [self.prompt_lengths[i] for i in rows]
-        ids = ids.tolist()
+        rows = self.split.part(torch.arange(len(self.prompt_lengths)) if rows is None else torch.tensor(rows))
+        ids = self.input_ids[rows].tolist()
+        lengths = [self.prompt_lengths[i] for i in rows.tolist()]
         prompts = [r[:k] for r, k in zip(ids, lengths)]
         targets = [r[k:] for r, k in zip(ids, lengths)]
-        return int(greedy_match(self.model, prompts, targets, batch_size=self.batch_size).exact.sum())
+        found = int(greedy_match(self.model, prompts, targets, batch_size=self.batch_size).exact.sum()) if ids else 0
+        return self.split.total(found)
 
     def __call__(self, step: int) -> bool:
         """True when fitting should stop after `step` optimizer steps."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import epoch_batches, row_losses
+from ..parallel import ONE_PROCESS, Split
 from ..registry import register_method
 from .config import RetainTermConfig
 from .train import retain_term, train_adapter
@@ -25,13 +26,16 @@ class GradDiffConfig(RetainTermConfig):
 
 
 def fit_grad_diff(model, config: GradDiffConfig, forget, retain, *, adapter_name: str, progress: bool,
-                  stop: Callable[[int], bool] | None = None) -> None:
+                  stop: Callable[[int], bool] | None = None, split: Split = ONE_PROCESS) -> None:
     generator = torch.Generator().manual_seed(config.seed)
     steps, n_steps = epoch_batches(config, len(forget), generator)
-    retain_ce = retain_term(model, retain, config, generator)
-    train_adapter(model, config, steps, n_steps,
-                  lambda index: -row_losses(model, *forget.batch(index)).mean() + config.retain_weight * retain_ce(),
-                  progress, stop)
+    retain_ce = retain_term(model, retain, config, generator, split)
+
+    def loss_of(index):
+        forget_ce = split.mean(row_losses(model, *forget.batch(split.part(index))), len(index))
+        return -forget_ce + config.retain_weight * retain_ce()
+
+    train_adapter(model, config, steps, n_steps, loss_of, progress, stop, split)
 
 
-register_method(GradDiffConfig, fit_grad_diff, needs_retain=True)
+register_method(GradDiffConfig, fit_grad_diff, needs_retain=True, data_parallel=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import epoch_batches, row_losses
+from ..parallel import ONE_PROCESS, Split
 from ..registry import register_method
 from .config import LossMethodConfig
 from .train import train_adapter
@@ -24,10 +25,11 @@ class GradientAscentConfig(LossMethodConfig):
 
 
 def fit_gradient_ascent(model, config: GradientAscentConfig, forget, retain, *, adapter_name: str, progress: bool,
-                        stop: Callable[[int], bool] | None = None) -> None:
+                        stop: Callable[[int], bool] | None = None, split: Split = ONE_PROCESS) -> None:
     steps, n_steps = epoch_batches(config, len(forget), torch.Generator().manual_seed(config.seed))
-    train_adapter(model, config, steps, n_steps, lambda index: -row_losses(model, *forget.batch(index)).mean(),
-                  progress, stop)
+    train_adapter(model, config, steps, n_steps,
+                  lambda index: -split.mean(row_losses(model, *forget.batch(split.part(index))), len(index)),
+                  progress, stop, split)
 
 
-register_method(GradientAscentConfig, fit_gradient_ascent)
+register_method(GradientAscentConfig, fit_gradient_ascent, data_parallel=True)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ...utils import check_range
 from ..data import epoch_batches, index_batches, row_losses
+from ..parallel import ONE_PROCESS, Split
 from ..registry import register_method
 from .config import RetainTermConfig
 from .train import retain_term, train_adapter
@@ -63,24 +64,25 @@ def reference_log_likelihoods(model, rows, batch_size: int, progress: bool) -> t
     return torch.cat(out)
 
 
-def npo_term(log_ratio: torch.Tensor, beta: float) -> torch.Tensor:
-    """-(2 / beta) * mean log sigmoid(-beta * log_ratio)."""
-    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
+def npo_losses(log_ratio: torch.Tensor, beta: float) -> torch.Tensor:
+    """NPO's loss of each row, -(2 / beta) * log sigmoid(-beta * log_ratio); the method takes their mean."""
+    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio)
 
 
 def fit_npo(model, config: NPOConfig, forget, retain, *, adapter_name: str, progress: bool,
-            stop: Callable[[int], bool] | None = None) -> None:
-    reference = reference_log_likelihoods(model, forget, config.batch_size, progress)
+            stop: Callable[[int], bool] | None = None, split: Split = ONE_PROCESS) -> None:
+    reference = reference_log_likelihoods(model, forget, config.batch_size, progress and split.is_main_process)
     generator = torch.Generator().manual_seed(config.seed)
     steps, n_steps = epoch_batches(config, len(forget), generator)
-    retain_ce = retain_term(model, retain, config, generator)
+    retain_ce = retain_term(model, retain, config, generator, split)
 
     def loss_of(index):
-        log_ratio = row_log_likelihoods(model, *forget.batch(index)) - reference[index].to(forget.input_ids.device)
-        loss = npo_term(log_ratio.float(), config.beta)
+        part = split.part(index)
+        log_ratio = row_log_likelihoods(model, *forget.batch(part)) - reference[part].to(forget.input_ids.device)
+        loss = split.mean(npo_losses(log_ratio.float(), config.beta), len(index))
         return loss + config.retain_weight * retain_ce() if config.retain_weight else loss
 
-    train_adapter(model, config, steps, n_steps, loss_of, progress, stop)
+    train_adapter(model, config, steps, n_steps, loss_of, progress, stop, split)
 
 
-register_method(NPOConfig, fit_npo, needs_retain=True)
+register_method(NPOConfig, fit_npo, needs_retain=True, data_parallel=True)

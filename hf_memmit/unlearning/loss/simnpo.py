@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ...utils import check_range
 from ..data import epoch_batches, row_losses
+from ..parallel import ONE_PROCESS, Split
 from ..registry import register_method
 from .config import RetainTermConfig
 from .train import retain_term, train_adapter
@@ -41,17 +42,17 @@ class SimNPOConfig(RetainTermConfig):
 
 
 def fit_simnpo(model, config: SimNPOConfig, forget, retain, *, adapter_name: str, progress: bool,
-               stop: Callable[[int], bool] | None = None) -> None:
+               stop: Callable[[int], bool] | None = None, split: Split = ONE_PROCESS) -> None:
     generator = torch.Generator().manual_seed(config.seed)
     steps, n_steps = epoch_batches(config, len(forget), generator)
-    retain_ce = retain_term(model, retain, config, generator)
+    retain_ce = retain_term(model, retain, config, generator, split)
 
     def loss_of(index):
-        ce = row_losses(model, *forget.batch(index)).float()
-        loss = -(2.0 / config.beta) * F.logsigmoid(config.beta * ce - config.gamma).mean()
+        ce = row_losses(model, *forget.batch(split.part(index))).float()
+        loss = split.mean(-(2.0 / config.beta) * F.logsigmoid(config.beta * ce - config.gamma), len(index))
         return loss + config.retain_weight * retain_ce() if config.retain_weight else loss
 
-    train_adapter(model, config, steps, n_steps, loss_of, progress, stop)
+    train_adapter(model, config, steps, n_steps, loss_of, progress, stop, split)
 
 
-register_method(SimNPOConfig, fit_simnpo, needs_retain=True)
+register_method(SimNPOConfig, fit_simnpo, needs_retain=True, data_parallel=True)

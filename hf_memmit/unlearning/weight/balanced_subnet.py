@@ -10,6 +10,7 @@ import torch
 
 from ...utils import check_choice, check_range
 from ..data import cycle_indices, epoch_batches, epochs_of, n_batches, row_losses, signed_union
+from ..parallel import ONE_PROCESS, Split
 from ..registry import register_method
 from .subnet import SubnetConfig, train_scores
 
@@ -56,7 +57,9 @@ class BalancedSubnetConfig(SubnetConfig):
 
 
 def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, adapter_name: str,
-                        progress: bool, stop: Callable[[int], bool] | None = None) -> None:
+                        progress: bool, stop: Callable[[int], bool] | None = None,
+                        split: Split = ONE_PROCESS) -> None:
+    # every loss here is a sum over the step's rows, so each process sums over its slice of them
     generator = torch.Generator().manual_seed(config.seed)
     forget_coef, retain_coef = -2 * config.loss_weight, 2 * (1 - config.loss_weight)
     bs = config.batch_size
@@ -66,6 +69,7 @@ def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, 
         steps, n_steps = epoch_batches(config, len(rows), generator)
 
         def loss_of(index):
+            index = split.part(index)
             losses = row_losses(model, *rows.batch(index))
             return (coef[index].to(losses.device) * losses).sum()
     else:
@@ -75,11 +79,11 @@ def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, 
         steps = ((next(forget_batches), next(retain_batches)) for _ in range(n_steps))
 
         def loss_of(pair):
-            f, r = pair
+            f, r = (split.part(index) for index in pair)
             return (forget_coef * row_losses(model, *forget.batch(f)).sum()
                     + retain_coef * row_losses(model, *retain.batch(r)).sum())
 
-    train_scores(model, config, adapter_name, steps, n_steps, loss_of, progress, stop)
+    train_scores(model, config, adapter_name, steps, n_steps, loss_of, progress, stop, split)
 
 
-register_method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True)
+register_method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True, data_parallel=True)

@@ -9,6 +9,7 @@ import torch
 
 from ...utils import check_int, check_range
 from ..data import epoch_batches, row_losses
+from ..parallel import ONE_PROCESS, Split
 from ..registry import register_method
 from ..stopping import run_steps
 from .common import WeightMethodConfig, warn_if_noop
@@ -69,9 +70,11 @@ class SubnetConfig(WeightMethodConfig):
 
 
 def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator, n_steps: int,
-                 loss_of: Callable, progress: bool, stop: Callable[[int], bool] | None = None) -> None:
+                 loss_of: Callable, progress: bool, stop: Callable[[int], bool] | None = None,
+                 split: Split = ONE_PROCESS) -> None:
     """The mask training both Subnet and BalancedSubnet run: scores on, SGD over `steps` (`run_steps`: the
-    schedule and the stop-when-clean check), mask frozen."""
+    schedule and the stop-when-clean check), mask frozen. `loss_of(item)` is this process's share of the step's
+    loss; `split` sums the score gradients over processes."""
     tuner = model.base_model
     tuner.start_scores(config.ratio, adapter_name, seed=config.seed)
     scores = [layer.weight_mask_scores[adapter_name] for layer in tuner.mask_layers(adapter_name).values()]
@@ -79,21 +82,22 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
 
     def step(item):
         optimizer.zero_grad()
-        loss_of(item).backward()
+        split.backward(loss_of(item), scores)
         optimizer.step()
 
     try:
-        run_steps(steps, n_steps, config, step, progress, stop)
+        run_steps(steps, n_steps, config, step, progress and split.is_main_process, stop)
     finally:
         tuner.fix_scores(adapter_name)
     warn_if_noop(model, adapter_name, config)
 
 
 def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str, progress: bool,
-               stop: Callable[[int], bool] | None = None) -> None:
+               stop: Callable[[int], bool] | None = None, split: Split = ONE_PROCESS) -> None:
     steps, n_steps = epoch_batches(config, len(forget), torch.Generator().manual_seed(config.seed))
     train_scores(model, config, adapter_name, steps, n_steps,
-                 lambda index: -row_losses(model, *forget.batch(index)).mean(), progress, stop)
+                 lambda index: -split.mean(row_losses(model, *forget.batch(split.part(index))), len(index)),
+                 progress, stop, split)
 
 
-register_method(SubnetConfig, fit_subnet)
+register_method(SubnetConfig, fit_subnet, data_parallel=True)
