@@ -88,6 +88,27 @@ def test_scan_under_accelerate_launch_equals_one_process(workspace, tmp_path):
     assert not (tmp_path / "two" / "shards").exists()
 
 
+@pytest.mark.slow
+def test_unlearn_under_accelerate_launch_equals_one_process(workspace, tmp_path):
+    """`accelerate launch` (2 CPU processes) runs `hf-memmit unlearn` data-parallel: the same mask (the adapter's
+    weights file, byte for byte), the same checks and verdicts as one process; saved and printed once."""
+    from safetensors.torch import load_file
+
+    root, files = workspace
+    args = ["unlearn", "--model", root / "model", "--forget", files["records"], "--k", K, "--l", L,
+            "--set", "ratio=0.3"]
+    with one_thread():
+        assert run(*args, "--out", tmp_path / "one").exit_code == 0
+    done = accelerate_launch(["-m", "hf_memmit.cli", *args, "--out", tmp_path / "two"])
+    assert done.stdout.count("adapter saved to") == 1  # only the main process reports
+    one, two = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("one", "two"))
+    assert sorted(one) == sorted(two) and all(torch.equal(one[k], two[k]) for k in one)
+    records = [json.loads((tmp_path / d / "unlearning_result.json").read_text()) for d in ("one", "two")]
+    for key in ("scan_before", "scan_after", "stopping"):
+        assert records[0][key] == records[1][key], key
+    assert records[0]["stopping"]["stopped_at"] is not None  # the check found the forget windows clean
+
+
 def test_scan_unlearn_merge(workspace, tmp_path):
     root, files = workspace
     with one_thread():

@@ -81,3 +81,12 @@ def quiet_datasets() -> None:
     import datasets
 
     datasets.disable_progress_bars()
+
+
+def reports_here(state) -> bool:
+    """At the end of a command run under `accelerate launch`: close the process group (every process is past the
+    last collective; exiting with gloo's threads alive can abort a process) and say whether this process is the
+    one that prints. A single process always prints."""
+    if state.num_processes > 1:
+        state.destroy_process_group()
+    return state.is_main_process

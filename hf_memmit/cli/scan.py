@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from ..utils import process_state
-from .common import console, one_line_errors, quiet_datasets
+from .common import console, one_line_errors, quiet_datasets, reports_here
 from .group import main
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -61,10 +61,7 @@ def scan(model_id, dtype, device, batch_size, data, text_column, k, l_, stride, 
     result = scan_model(model_id, data, k=k, l=l_, stride=stride, text_column=text_column, dtype=dtype,
                         device=device, batch_size=batch_size, out=out, accelerator=state,
                         fp32=CHECK_PRECISIONS[check_precision])
-    if state.num_processes > 1:
-        state.destroy_process_group()  # every rank is past scan_model's last barrier; exiting with gloo's threads
-        # alive can abort a rank
-    if not state.is_main_process:
+    if not reports_here(state):
         return
     s = result.summary()
     console.print(top_table(result, top))

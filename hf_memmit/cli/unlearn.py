@@ -7,7 +7,9 @@ import click
 
 from ..tinymem import run_unlearning
 from ..unlearning import method_names
-from .common import RegistryChoice, console, fmt, metrics_table, one_line_errors, parse_options, quiet_datasets
+from ..utils import process_state
+from .common import (RegistryChoice, console, fmt, metrics_table, one_line_errors, parse_options, quiet_datasets,
+                     reports_here)
 from .group import main
 from .scan import DEVICES, DTYPES
 
@@ -41,13 +43,18 @@ def unlearn_cmd(model_dir, model_id, forget, retain, eval_data, eval_block, text
                 retain_size, sets, dtype, device, batch_size, out):
     """Unlearn what a model regurgitates into a PEFT mask adapter; prints memorization before and after.
 
-    RUN_DIR: a TinyMem run (its memorized artifact rows). --model M --forget SCAN_OR_FILE: your own model."""
+    RUN_DIR: a TinyMem run (its memorized artifact rows). --model M --forget SCAN_OR_FILE: your own model.
+    Under `accelerate launch` the processes share the scans and fit Subnet, BalancedSubnet and the loss-based
+    methods data-parallel (the adapter equals one process's); the main process saves and prints."""
     options = {k: v for k, v in dict(ratio=ratio, epochs=epochs, max_steps=max_steps).items() if v is not None}
     options.update(parse_options(sets))
     if (model_dir is None) == (model_id is None):
         raise ValueError("give either RUN_DIR (a TinyMem run) or --model with --forget (your own model)")
+    state = process_state()
     if model_id is None:
         record = run_unlearning(model_dir, method, out, options, retain_size)
+        if not reports_here(state):
+            return
         console.print(metrics_table(f"{method} on {model_dir} ({record['seconds']:.1f} s)",
                                     {"before": record["before"], "after": record["after"]}))
     else:
@@ -59,6 +66,8 @@ def unlearn_cmd(model_dir, model_id, forget, retain, eval_data, eval_block, text
         record = unlearn_records(model_id, forget, retain=retain, eval_data=eval_data, method=method,
                                  options=options, k=k, l=l_, text_column=text_column, eval_block=eval_block, dtype=dtype, device=device,
                                  batch_size=batch_size, out=out)
+        if not reports_here(state):
+            return
         if record.get("nothing_to_unlearn"):
             console.print(f"nothing to unlearn: no window of the forget records is extractable at "
                           f"(k={record['k']}, l={record['l']})")

@@ -13,7 +13,7 @@ from ..metrics.scan import ScanResult, scan_records, scan_windows
 from ..models import model_fingerprint, weight_sums
 from ..unlearning import METHODS, LossMethodConfig, get_method, make_config, unlearn
 from ..unlearning.data import as_rows, check_disjoint
-from ..utils import atomic_folder, atomic_write_json, library_versions
+from ..utils import atomic_folder, atomic_write_json, library_versions, process_state
 from .scan import resolve_model
 
 RESULT_FILE = "unlearning_result.json"
@@ -133,8 +133,9 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
         "stopping": getattr(peft_model, "unlearning_log", None),
         **base,
     })
-    if out is not None:
+    if out is not None and process_state().is_main_process:  # under `accelerate launch`: written once
         save_adapter(peft_model, tokenizer, record, out)
+    process_state().wait_for_everyone()
     record["peft_model"], record["scan_after_result"] = peft_model, after
     return record
 

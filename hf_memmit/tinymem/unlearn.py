@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..metrics import measure_memorization
 from ..unlearning import get_method, make_config, unlearn
-from ..utils import atomic_folder, atomic_write_json, library_versions
+from ..utils import atomic_folder, atomic_write_json, library_versions, process_state
 from .evaluate import measure_model
 from .run_dir import load_run, run_data_config
 
@@ -77,10 +77,12 @@ def unlearn_prepared(setup: UnlearningSetup, method: str, options: dict, out: st
               "forget_rows": len(setup.forget), "retain_rows": 0 if retain is None else len(retain),
               "seconds": seconds,
               "before": setup.before, "after": after, "versions": library_versions()}
-    if out:
+    state = process_state()
+    if out and state.is_main_process:  # under `accelerate launch`: written once
         with atomic_folder(out) as tmp:  # the adapter folder appears whole or not at all
             peft_model.save_pretrained(tmp)
             atomic_write_json(tmp / "unlearning_result.json", record)
+    state.wait_for_everyone()
     return record
 
 
