@@ -41,8 +41,16 @@ def check_range(name: str, value: float, low: float, high: float, *, low_open=Fa
 
 
 def device_of(model):
-    """The device of a model's (first) parameters: where its inputs go."""
-    return next(model.parameters()).device
+    """Where a model's inputs go: the device of its first parameter, or for a model spread over devices by a
+    `device_map` (Accelerate big-model inference, `hf_device_map`), the first device of the map that holds weights
+    (not "disk": offloaded weights sit on the meta device until their layer runs; all on disk: the CPU)."""
+    import torch
+
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map:
+        return next(model.parameters()).device
+    placed = [d for d in device_map.values() if d != "disk"] or ["cpu"]
+    return torch.device("cuda", placed[0]) if isinstance(placed[0], int) else torch.device(placed[0])
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

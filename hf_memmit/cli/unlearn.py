@@ -75,6 +75,11 @@ def unlearn_cmd(model_dir, model_id, forget, retain, eval_data, eval_block, text
         console.print(metrics_table(f"{method} on {model_id} ({record['seconds']:.1f} s)",
                                     {"before": own_model_row(record, "before"),
                                      "after": own_model_row(record, "after")}))
+        if record["newly_extractable"]:
+            shown = ", ".join(record["newly_extractable"][:5])
+            console.print(f"[yellow]{len(record['newly_extractable'])} window(s) not in the forget set became "
+                          f"extractable[/] ({shown}{', ...' if len(record['newly_extractable']) > 5 else ''}): "
+                          "scan the merged model again and unlearn what it finds")
     if out:
         console.print(f"adapter saved to [bold]{out}[/] (load: PeftModel.from_pretrained(model, {out!r}) after "
                       "`import hf_memmit`)")

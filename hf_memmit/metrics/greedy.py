@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..compat import quiet_padding_notice
-from ..utils import check_choice
+from ..utils import check_choice, device_of
 
 PADDING_SIDES = ("left", "right")
 _HALF = (torch.float16, torch.bfloat16)
@@ -59,10 +59,6 @@ def _as_lists(rows, what: str) -> list[list[int]]:
             raise ValueError(f"{what} must be a 2-D tensor or a list of token-id lists, got shape {tuple(rows.shape)}")
         return rows.tolist()
     return [list(map(int, r)) for r in rows]
-
-
-def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _vocab_size(model) -> int | None:
@@ -117,7 +113,10 @@ def _final_norm(lm) -> torch.nn.Module | None:
 def _head_in_fp32(model):
     """The final norm (its parameters upcast in place, its input cast to float32) and the output embedding
     (computed as F.linear in float32, on a temporary float32 copy of its weight, which may be tied to the input
-    embedding and so is not upcast in place) run in float32; the body keeps its dtype."""
+    embedding and so is not upcast in place) run in float32; the body keeps its dtype. An output embedding that a
+    `device_map` offloaded is held on its device for the call (`align_module_device`), and the forward that
+    Accelerate installed on it comes back afterwards."""
+    from accelerate.utils import align_module_device
     from transformers.trainer_utils import unwrap_peft_model
 
     lm = unwrap_peft_model(model)
@@ -126,12 +125,15 @@ def _head_in_fp32(model):
         raise ValueError(f"fp32='head' needs an nn.Linear output embedding; {type(lm).__name__} has "
                          f"{type(head).__name__}; allowed: fp32=True for this model")
     norm = _final_norm(lm)
-    params = [p for p in (norm.parameters() if norm is not None else ()) if p.dtype in _HALF]
-    dtypes = [p.dtype for p in params]
+    halves = {name: p.dtype for name, p in (norm.named_parameters() if norm is not None else ()) if p.dtype in _HALF}
     handles = []
+    own_forward = head.__dict__.get("forward")  # Accelerate's device hooks live in an instance attribute
+    aligned = align_module_device(head)
     try:
+        aligned.__enter__()
         with torch.inference_mode(False):
-            for p in params:
+            for name in halves:
+                p = norm.get_parameter(name)  # by name, as in `compute_precision`
                 p.data = p.data.float()
         if norm is not None:
             handles.append(norm.register_forward_pre_hook(lambda module, args: tuple(
@@ -144,11 +146,16 @@ def _head_in_fp32(model):
         head.forward = head_forward
         yield
     finally:
-        del head.forward  # back to the class's forward
+        if own_forward is None:
+            del head.forward  # back to the class's forward
+        else:
+            head.forward = own_forward
+        aligned.__exit__(None, None, None)
         for handle in handles:
             handle.remove()
         with torch.inference_mode(False):
-            for p, dtype in zip(params, dtypes):
+            for name, dtype in halves.items():
+                p = norm.get_parameter(name)
                 p.data = p.data.to(dtype)
 
 
@@ -162,20 +169,30 @@ def compute_precision(model, fp32: bool | str = True):
         raise ValueError(f"fp32={fp32!r} is not supported; allowed: True, False, 'head'")
     was_training = model.training
     model.eval()
-    halves = [t for t in itertools.chain(model.parameters(), model.buffers()) if fp32 is True and t.dtype in _HALF]
-    dtypes = [t.dtype for t in halves]
+    # by name: a `device_map` that offloaded a layer gives it new tensors every time the layer runs
+    halves = {name: t.dtype for name, t in itertools.chain(model.named_parameters(), model.named_buffers())
+              if fp32 is True and t.dtype in _HALF}
     try:
         with torch.inference_mode(False):  # under a caller's inference_mode the weights must stay normal tensors
-            for t in halves:
+            for name in halves:
+                t = _tensor(model, name)
                 t.data = t.data.float()
         with _head_in_fp32(model) if fp32 == "head" else contextlib.nullcontext(), \
-                torch.autocast(_model_device(model).type, enabled=False) if fp32 else contextlib.nullcontext():
+                torch.autocast(device_of(model).type, enabled=False) if fp32 else contextlib.nullcontext():
             yield
     finally:
         with torch.inference_mode(False):
-            for t, dtype in zip(halves, dtypes):
+            for name, dtype in halves.items():
+                t = _tensor(model, name)
                 t.data = t.data.to(dtype)
         model.train(was_training)
+
+
+def _tensor(model, name: str) -> torch.Tensor:
+    try:
+        return model.get_parameter(name)
+    except AttributeError:
+        return model.get_buffer(name)
 
 
 def _accepts(model, name: str) -> bool:
@@ -277,7 +294,7 @@ def greedy_match(model, prompts, targets, *, batch_size: int = 64, pad_token_id:
     check_choice("padding_side", padding_side, PADDING_SIDES)
     if padding_side == "left" and not _accepts(model, "position_ids"):
         raise ValueError("padding_side='left' needs a model whose forward takes position_ids; use 'right'")
-    device = _model_device(model)
+    device = device_of(model)
     pred = [None] * len(prompts)
     batches = _length_batches([len(p) + len(t) for p, t in zip(prompts, targets)], batch_size)
     with compute_precision(model, fp32):
@@ -306,7 +323,7 @@ def greedy_match_generate(model, prompts, targets, *, batch_size: int = 32, pad_
     _check_batch_size(batch_size)
     if not hasattr(model, "generate"):
         raise TypeError(f"{type(model).__name__} has no `generate`; use greedy_match (teacher-forced) instead")
-    device = _model_device(model)
+    device = device_of(model)
     pred = [None] * len(prompts)
     with compute_precision(model, fp32):
         for idx in tqdm(_length_batches([len(p) for p in prompts], batch_size), desc="generate",

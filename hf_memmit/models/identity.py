@@ -66,11 +66,20 @@ def model_fingerprint(model) -> dict[str, Any]:
 
 def weight_sums(model) -> list[float]:
     """One float64 sum per parameter tensor: tells two checkpoints of one architecture apart (a fine-tuned model
-    from its base), unlike the config-and-shapes fingerprint; robust to the dtype the model was loaded in."""
+    from its base), unlike the config-and-shapes fingerprint; robust to the dtype the model was loaded in. Weights a
+    `device_map` offloaded to disk are read back one module at a time (Accelerate's `align_module_device`)."""
     import torch
+    from accelerate.utils import align_module_device
 
+    names = {name for name, _ in model.named_parameters()}  # tied weights once, under their first name
+    sums = {}
     with torch.no_grad():
-        return [float(p.detach().double().sum()) for _, p in sorted(model.named_parameters())]
+        for prefix, module in model.named_modules():
+            with align_module_device(module):
+                for name, p in module.named_parameters(prefix=prefix, recurse=False):
+                    if name in names:
+                        sums[name] = float(p.detach().double().sum())
+    return [sums[name] for name in sorted(sums)]
 
 
 def same_weights(expected: list[float] | None, found: list[float], rel: float = 1e-3) -> bool:

@@ -72,8 +72,12 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # Accelerate's big-model placements
+
+
 def load_causal_lm(model: str | os.PathLike, *, dtype: str = "auto", device: str = "auto",
-                   tokenizer: bool = True):
+                   tokenizer: bool = True, device_map: str | None = None, max_memory: dict | None = None,
+                   offload_folder: str | os.PathLike | None = None):
     """Load a causal LM and its tokenizer: `(model, tokenizer)` (`tokenizer` is None with `tokenizer=False`).
 
     `model`: a Hugging Face Hub id (`from_pretrained(repo_id)`, using the local HF cache when offline), a local
@@ -84,6 +88,10 @@ def load_causal_lm(model: str | os.PathLike, *, dtype: str = "auto", device: str
     `dtype`: "auto" -- on CUDA the checkpoint's own dtype (e.g. bfloat16), on CPU float32 (bfloat16/float16
     matmuls are slow on CPU) -- or "float32", "bfloat16", "float16".
     `device`: "auto" (cuda if available, else cpu), "cpu" or "cuda".
+    `device_map`: for a model larger than one device, Accelerate's big-model placement ("auto", "balanced",
+    "balanced_low_0", "sequential"): its layers are spread over the GPUs, then CPU memory, then `offload_folder`
+    on disk, within `max_memory` per device (e.g. {0: "40GiB", "cpu": "100GiB"}); `device` must then stay
+    "auto". The model's inputs go to its first device (`hf_memmit.utils.device_of`).
 
     The model is returned in eval mode. If the tokenizer has no pad token, or one the model cannot embed (an id
     past the embedding matrix, e.g. a pad token a tokenizer class added by default), `tokenizer.pad_token` is set
@@ -96,6 +104,14 @@ def load_causal_lm(model: str | os.PathLike, *, dtype: str = "auto", device: str
     """
     check_choice("dtype", dtype, DTYPES)
     dev = _resolve_device(device)
+    if device_map is not None:
+        check_choice("device_map", device_map, DEVICE_MAPS)
+        if device != "auto":
+            raise ValueError(f"device={device!r} with device_map={device_map!r}; allowed: one of them (device_map "
+                             "places the model's layers itself)")
+    elif max_memory is not None or offload_folder is not None:
+        raise ValueError("max_memory and offload_folder place a model with device_map; allowed: set device_map "
+                         f"({', '.join(DEVICE_MAPS)}) too")
     kind, source = _resolve_source(model)
     if kind == "gguf":
         source = str(convert_gguf(source))
@@ -114,8 +130,10 @@ def load_causal_lm(model: str | os.PathLike, *, dtype: str = "auto", device: str
 
     torch_dtype: Any = TORCH_DTYPES[dtype] if dtype != "auto" else ("auto" if dev == "cuda" else torch.float32)
     try:
-        lm = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype, device_map=dev,
-                                                  trust_remote_code=False)
+        placement = {"device_map": dev} if device_map is None else {
+            "device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+        lm = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype, trust_remote_code=False,
+                                                  **placement)
     except ValueError as err:
         if "Unrecognized configuration class" in str(err):
             raise _causal_lm_error(model, f"model type {config.model_type!r}") from err

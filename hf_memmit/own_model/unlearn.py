@@ -61,6 +61,17 @@ def clean_records_windows(scan: ScanResult):
     return windows.filter(lambda w: w["record_id"] not in leaked)
 
 
+def extractable_changes(before: ScanResult, after: ScanResult) -> dict:
+    """Which windows the unlearning left or made extractable, as "record_id@offset": `still_extractable` (forget
+    windows not removed) and `newly_extractable` (windows that were not extractable before). Windows outside the
+    forget set can cross into extractable: pushing the forget windows away moves their neighbours, and the retain
+    term lowers the loss of the retain windows (on a tiny model, enough to make some of them exact)."""
+    ids = [f"{r}@{o}" for r, o in zip(before.windows["record_id"], before.windows["offset"])]
+    pairs = list(zip(ids, before.windows["extractable"], after.windows["extractable"]))
+    return {"still_extractable": [i for i, was, now in pairs if was and now],
+            "newly_extractable": [i for i, was, now in pairs if now and not was]}
+
+
 def load_forget(forget, model, tokenizer, *, k, l, stride, text_column, batch_size, progress) -> ScanResult:
     """A saved scan folder, or a records source scanned now."""
     if isinstance(forget, (str, Path)) and Path(forget).is_dir() and (Path(forget) / "summary.json").exists():
@@ -127,7 +138,7 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
     record.update({
         "config": dataclasses.asdict(config), "forget_windows": len(forget_rows),
         "retain_windows": len(retain_rows) if needs_retain else 0, "seconds": seconds,
-        "scan_after": after.summary(), "perplexity_before": ppl_before,
+        "scan_after": after.summary(), **extractable_changes(scan, after), "perplexity_before": ppl_before,
         "perplexity_after": held_out_perplexity(peft_model, eval_rows),
         "eval_blocks": 0 if eval_rows is None else len(eval_rows),
         "stopping": getattr(peft_model, "unlearning_log", None),
