@@ -35,7 +35,9 @@ def test_two_processes_fit_the_adapter_of_one(name, two_process_fits):
         if ours.dtype == torch.uint8:  # a mask: the same weights masked
             assert torch.equal(other, ours), f"{key}: {int((other != ours).sum())} mask entries differ"
         else:
-            torch.testing.assert_close(other, ours, rtol=1e-4, atol=1e-6)
+            # the gradient sums run in another order, and Adam carries the rounding over 6 epochs: a few 1e-6 apart
+            # here (a fit without the all-reduce is up to 4e-2 off)
+            torch.testing.assert_close(other, ours, rtol=1e-3, atol=2e-5)
     if ours.dtype == torch.uint8:
         assert 0 < int((1 - ours).sum()) < ours.numel()
     assert json.loads(json.dumps(log)) == found["logs"][name]  # the same checks at the same steps
