@@ -39,6 +39,10 @@ def _fmt(v, digits=2):
     return f"{v:,.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _mean_or_none(values: list[float]) -> float | None:
+    return mean(values) if values else None  # None prints as "-": not measured, not 0%
+
+
 def _group_table(group: str, settings: list[dict], selected: dict) -> tuple[str, dict]:
     task = settings[0]["setting"]["task"]
     key = quality_key(task)
@@ -48,11 +52,13 @@ def _group_table(group: str, settings: list[dict], selected: dict) -> tuple[str,
     methods = list(dict.fromkeys(m for n in names for m in selected.get(n, {})))
     base = [s["before"] for s in settings]
     dup_keys = sorted(k for k in base[0] if k.startswith("memorized_dup")) if task == "language" else []
+    if len(dup_keys) < 2:  # one class (a backdoor): the overall column says it all, as `measure_model` does
+        dup_keys = []
 
     def averaged(measured: list[dict]) -> dict:  # seed means of % memorized (overall, per class) and quality
         return {"mem_after": mean(100 * m["memorized"] for m in measured),
                 "quality_after": mean(scale * m[key] for m in measured),
-                **{k: mean(100 * m.get(k, 0.0) for m in measured) for k in dup_keys}}
+                **{k: _mean_or_none([100 * m[k] for m in measured if k in m]) for k in dup_keys}}
 
     ft = [s["extra_ft"] for s in settings]
     rows = [{"method": "unedited model", **averaged(base), "paper": paper.get("baseline")},
