@@ -93,11 +93,17 @@ class ScanResult:
                 "k": self.k, "l": self.l, "stride": self.stride,
                 "short_records": None if self.stats is None else self.stats.short_records}
 
+    def window_ids(self) -> list[str]:
+        """Each window's id, "record_id@offset", in window order (the `id` of the forget and retain sets)."""
+        cols = self._columns("record_id", "offset")
+        return [f"{r}@{o}" for r, o in zip(cols["record_id"], cols["offset"])]
+
     def _subset(self, extractable: bool) -> Dataset:
         cols = self._columns("record_id", "offset", "input_ids", "extractable")
         keep = [i for i, e in enumerate(cols["extractable"]) if bool(e) == extractable]
+        ids = self.window_ids()
         return Dataset.from_dict({
-            "id": [f"{cols['record_id'][i]}@{cols['offset'][i]}" for i in keep],
+            "id": [ids[i] for i in keep],
             "record_id": [cols["record_id"][i] for i in keep],
             "offset": [cols["offset"][i] for i in keep],
             "input_ids": [cols["input_ids"][i] for i in keep],

@@ -66,8 +66,7 @@ def extractable_changes(before: ScanResult, after: ScanResult) -> dict:
     windows not removed) and `newly_extractable` (windows that were not extractable before). Windows outside the
     forget set can cross into extractable: pushing the forget windows away moves their neighbours, and the retain
     term lowers the loss of the retain windows (on a tiny model, enough to make some of them exact)."""
-    ids = [f"{r}@{o}" for r, o in zip(before.windows["record_id"], before.windows["offset"])]
-    pairs = list(zip(ids, before.windows["extractable"], after.windows["extractable"]))
+    pairs = list(zip(before.window_ids(), before.windows["extractable"], after.windows["extractable"]))
     return {"still_extractable": [i for i, was, now in pairs if was and now],
             "newly_extractable": [i for i, was, now in pairs if now and not was]}
 
