@@ -8,8 +8,9 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
@@ -53,14 +54,16 @@ def device_of(model):
     return torch.device("cuda", placed[0]) if isinstance(placed[0], int) else torch.device(placed[0])
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike):
+    """A binary file to write (yielded) in a temp file of the same folder; on success it is fsynced and renamed to
+    `path`, so readers never see half a file; on failure `path` is left as it was. For output written in pieces."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -68,6 +71,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 @contextlib.contextmanager

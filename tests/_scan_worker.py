@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 from _tiny_models import memorizer_of, token_rows
-from hf_memmit.utils import process_state
 
 from hf_memmit.metrics.shards import sharded_greedy_match
+from hf_memmit.utils import process_state
 
 
 def windows():
@@ -25,9 +25,9 @@ def main(out: str, shard_dir: str | None) -> None:
     match = sharded_greedy_match(model, prompts, targets, batch_size=2, shard_size=4, state=state,
                                  shard_dir=shard_dir, progress=False)
     if state.is_main_process:
-        Path(out).write_text(json.dumps({"world": state.num_processes, "exact": match.exact.tolist(),
-                                         "token_match": match.token_match.tolist(),
-                                         "predictions": match.predictions}))
+        cols = match[:]
+        Path(out).write_text(json.dumps({"world": state.num_processes, "exact": cols["extractable"],
+                                         "token_match": cols["token_match"], "predictions": cols["predicted_ids"]}))
     state.wait_for_everyone()
     state.destroy_process_group()  # exiting with gloo's threads alive can abort a rank
 

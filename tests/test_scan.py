@@ -19,7 +19,14 @@ from transformers import (
 )
 
 from hf_memmit.data import WindowStats, adds_bos, load_records, make_windows, tokenize_records
-from hf_memmit.metrics import ScanResult, greedy_match_generate, pad_id, scan_records, scan_windows
+from hf_memmit.metrics import (
+    ScanResult,
+    greedy_match,
+    greedy_match_generate,
+    pad_id,
+    scan_records,
+    scan_windows,
+)
 
 WORDS = ["<pad>", "<s>", "<unk>", "alice", "bob", "card", "pin", "is", "1", "2", "3", "4", "secret", "x"]
 assert len(WORDS) == VOCAB
@@ -412,3 +419,34 @@ def test_scan_windows_checks_and_pad_id():
     assert pad_id(model, tok) == 0 and pad_id(model, None) == 0
     tok.add_special_tokens({"pad_token": "<newpad>", "eos_token": "x"})  # pad beyond the model's embedding
     assert tok.pad_token_id == VOCAB and pad_id(model, tok) == WORDS.index("x")
+
+
+def test_scan_reads_windows_a_shard_at_a_time(monkeypatch):
+    """Memory: the windows reach `greedy_match` one shard at a time and `input_ids` is joined in Arrow batches;
+    the result equals one `greedy_match` over all windows. A bad token id in the last window is refused before
+    any window is checked."""
+    import hf_memmit.metrics.scan as scan_module
+    import hf_memmit.metrics.shards as shards_module
+
+    model = tiny_gpt2(0)
+    g = torch.Generator().manual_seed(5)
+    rows = torch.randint(0, VOCAB, (11, 7), generator=g).tolist()
+    windows = Dataset.from_dict({"record_id": [f"r{i}" for i in range(11)], "offset": [0] * 11,
+                                 "prompt_ids": [r[:4] for r in rows], "target_ids": [r[4:] for r in rows]})
+    seen = []
+    real = shards_module.greedy_match
+    monkeypatch.setattr(shards_module, "greedy_match", lambda m, p, t, **kw: seen.append(len(p)) or real(m, p, t, **kw))
+    monkeypatch.setattr(scan_module, "_ARROW_BATCH", 3)
+    with one_thread():
+        result = scan_windows(model, windows.select(range(10, -1, -1)), batch_size=2, shard_size=4, progress=False)
+        whole = greedy_match(model, [r[:4] for r in rows[::-1]], [r[4:] for r in rows[::-1]], batch_size=2)
+    assert seen == [4, 4, 3]
+    assert result.windows["input_ids"] == rows[::-1] and result.windows["window_id"] == list(range(11))
+    assert result.windows["extractable"] == whole.exact.tolist()
+    assert result.windows["predicted_ids"] == whole.predictions
+    seen.clear()
+    bad = windows.map(lambda r, i: {"target_ids": r["target_ids"][:-1] + [VOCAB]} if i == 10 else {},
+                      with_indices=True)
+    with pytest.raises(ValueError, match=f"token id {VOCAB} is outside"):
+        scan_windows(model, bad, batch_size=2, shard_size=4, progress=False)
+    assert seen == []

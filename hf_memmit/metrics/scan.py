@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, Features, List, Value
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets.fingerprint import generate_random_fingerprint
+from datasets.table import InMemoryTable
 
 from ..data.records import WindowStats, load_records, make_windows, tokenize_records
-from ..utils import atomic_write_bytes, atomic_write_json, library_versions
-from .greedy import _vocab_size
-from .shards import sharded_greedy_match
+from ..utils import atomic_open, atomic_write_bytes, atomic_write_json, library_versions
+from .greedy import _vocab_size, check_vocab
+from .shards import SCAN_FEATURES, sharded_greedy_match
 
-SCAN_FEATURES = {"extractable": Value("bool"), "token_match": Value("float64"),
-                 "predicted_ids": List(Value("int64"))}
 _WINDOW_TYPES = {"window_id": Value("int64"), "record_id": Value("string"), "offset": Value("int64"),
                  "prompt_ids": List(Value("int64")), "target_ids": List(Value("int64")),
                  "input_ids": List(Value("int64")), **SCAN_FEATURES}
@@ -154,7 +157,9 @@ class ScanResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "records.jsonl", _jsonl(self.records()))
-        atomic_write_bytes(out / "windows.jsonl", _jsonl(self.windows))
+        with atomic_open(out / "windows.jsonl") as f:  # a batch of windows at a time: the scan may be large
+            for batch in self.windows.with_format(None).iter(batch_size=1024):
+                f.write(_jsonl(dict(zip(batch, row)) for row in zip(*batch.values())))
         summary = self.summary()
         atomic_write_json(out / "summary.json", {
             **summary, "short_record_ids": None if self.stats is None else self.stats.short_record_ids,
@@ -208,27 +213,59 @@ def scan_windows(model, windows: Dataset, *, tokenizer=None, batch_size: int = 3
                          "output of make_windows")
     if len(windows) == 0:
         raise ValueError("no windows to scan; allowed: at least one window")
-    windows = windows.remove_columns([c for c in SCAN_FEATURES if c in windows.column_names])
-    cols = windows.select_columns(["prompt_ids", "target_ids"])[:]
-    prompts, targets = cols["prompt_ids"], cols["target_ids"]
-    ks, ls = sorted({len(p) for p in prompts}), sorted({len(t) for t in targets})
-    if len(ks) != 1 or len(ls) != 1:
-        raise ValueError(f"windows have prompt lengths {ks[:5]} and target lengths {ls[:5]}; allowed: one k and "
-                         "one l for all windows (as make_windows cuts them)")
+    windows = windows.remove_columns([c for c in SCAN_FEATURES if c in windows.column_names]).with_format(None)
+    k, l = _window_sizes(model, windows)
     if "window_id" not in windows.column_names:
-        windows = windows.add_column("window_id", list(range(len(windows))), feature=Value("int64"))
+        windows = windows.add_column("window_id", np.arange(len(windows), dtype=np.int64), feature=Value("int64"))
     if "input_ids" not in windows.column_names:
-        windows = windows.add_column("input_ids", [p + t for p, t in zip(prompts, targets)],
-                                     feature=List(Value("int64")))
-    match = sharded_greedy_match(model, prompts, targets, batch_size=batch_size,
-                                 pad_token_id=pad_id(model, tokenizer), fp32=fp32, shard_size=shard_size,
-                                 state=state, shard_dir=shard_dir, progress=progress)
-    windows = windows.add_column("extractable", [bool(x) for x in match.exact.tolist()],
-                                 feature=SCAN_FEATURES["extractable"])
-    windows = windows.add_column("token_match", [float(x) for x in match.token_match.tolist()],
-                                 feature=SCAN_FEATURES["token_match"])
-    windows = windows.add_column("predicted_ids", match.predictions, feature=SCAN_FEATURES["predicted_ids"])
-    return ScanResult(windows, k=ks[0], l=ls[0], tokenizer=tokenizer)
+        windows = concatenate_datasets([windows, _joined_ids(windows, k, l)], axis=1)
+    verdicts = sharded_greedy_match(model, windows["prompt_ids"], windows["target_ids"], batch_size=batch_size,
+                                    pad_token_id=pad_id(model, tokenizer), fp32=fp32, shard_size=shard_size,
+                                    state=state, shard_dir=shard_dir, progress=progress)
+    windows = concatenate_datasets([windows, verdicts], axis=1)
+    return ScanResult(windows, k=k, l=l, tokenizer=tokenizer)
+
+
+_ARROW_BATCH = 8192  # windows per Arrow batch when a whole column is read (a few MB at a time)
+
+
+def _token_batches(windows: Dataset):
+    """The windows' prompt and target ids as Arrow list arrays, a batch of windows at a time."""
+    table = windows.select_columns(["prompt_ids", "target_ids"]).with_format("arrow")
+    for batch in table.iter(batch_size=_ARROW_BATCH):
+        yield batch.column("prompt_ids"), batch.column("target_ids")
+
+
+def _window_sizes(model, windows: Dataset) -> tuple[int, int]:
+    """k and l, checked to be one prompt and one target length for all windows, and every token id checked
+    against the model's vocabulary before any window is scanned (read in Arrow batches, never whole)."""
+    ks, ls, low, top = set(), set(), None, None
+    for prompts, targets in _token_batches(windows):
+        ks.update(pc.unique(pc.list_value_length(prompts)).to_pylist())
+        ls.update(pc.unique(pc.list_value_length(targets)).to_pylist())
+        for ids in (pc.list_flatten(prompts), pc.list_flatten(targets)):
+            if len(ids):
+                bounds = pc.min_max(ids).as_py()
+                low = bounds["min"] if low is None else min(low, bounds["min"])
+                top = bounds["max"] if top is None else max(top, bounds["max"])
+    if len(ks) != 1 or len(ls) != 1 or 0 in ks | ls:
+        raise ValueError(f"windows have prompt lengths {sorted(ks)[:5]} and target lengths {sorted(ls)[:5]}; "
+                         "allowed: one k >= 1 and one l >= 1 for all windows (as make_windows cuts them)")
+    check_vocab(model, [[low, top]])
+    return ks.pop(), ls.pop()
+
+
+def _joined_ids(windows: Dataset, k: int, l: int) -> Dataset:
+    """Each window's prompt followed by its target (the `input_ids` column), joined in Arrow."""
+    chunks = []
+    for prompts, targets in _token_batches(windows):
+        n = len(prompts)
+        ids = np.hstack([pc.list_flatten(prompts).to_numpy().reshape(n, k),
+                         pc.list_flatten(targets).to_numpy().reshape(n, l)])
+        offsets = pa.array(np.arange(0, n * (k + l) + 1, k + l, dtype=np.int32))
+        chunks.append(pa.ListArray.from_arrays(offsets, pa.array(ids.reshape(-1), type=pa.int64())))
+    table = pa.table({"input_ids": pa.chunked_array(chunks, type=pa.list_(pa.int64()))})
+    return Dataset(InMemoryTable(table), fingerprint=generate_random_fingerprint())  # no hashing pass over it
 
 
 def scan_records(model, tokenizer, records, *, k: int = 32, l: int = 32, stride: int | None = None,
