@@ -116,10 +116,19 @@ def library_versions() -> dict[str, str]:
 def process_state():
     """accelerate's `PartialState` of this process: under `accelerate launch` with several processes it joins
     them (over gloo on CPU: accelerate asks for `cpu=True` there, which a launch with `use_cpu` or a machine
-    without CUDA gets here); otherwise a single process."""
+    without CUDA gets here; a DeepSpeed launch gets accelerate's DeepSpeed state); otherwise a single process."""
     import torch
     from accelerate import PartialState
 
     cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
-    return PartialState(cpu=cpu)
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        cpu = False  # a DeepSpeed launch: its state (DeepSpeed picks the CPU itself where there is no GPU)
+    state = PartialState(cpu=cpu)
+    if state.distributed_type == "DEEPSPEED" and torch.distributed.is_initialized() \
+            and state.num_processes != torch.distributed.get_world_size():
+        # without a GPU accelerate finds no backend and records one process, though DeepSpeed joined them all
+        state.num_processes = torch.distributed.get_world_size()
+        state.process_index = torch.distributed.get_rank()
+        state.local_process_index = int(os.environ.get("LOCAL_RANK", state.process_index))
+    return state
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from hf_memmit.unlearning import get_method
 from hf_memmit.unlearning.parallel import ONE_PROCESS, Split
+from hf_memmit.unlearning.registry import METHODS
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,36 @@ def test_two_processes_fit_the_adapter_of_one(name, two_process_fits):
     assert json.loads(json.dumps(log)) == found["logs"][name]  # the same checks at the same steps
 
 
+@pytest.mark.slow
+def test_zero3_fit_on_two_processes_gives_the_masks_of_one(tmp_path):
+    """DeepSpeed ZeRO-3 on 2 CPU processes: every parameter, the scores included, partitioned over the two and
+    gathered layer by layer; the masks and stopping checks equal the one-process fit at the same global batch,
+    also with steps that leave a process no row (it runs a forward pass of weight 0)."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed: pip install deepspeed==0.19.8 "
+                                             "(after torch, so pip keeps the CPU build)")
+    from _zero3_worker import ZERO3_CASES, zero3_fit
+
+    accelerate_launch([ROOT / "tests/_zero3_worker.py", tmp_path], timeout=600)
+    found = json.loads((tmp_path / "logs.json").read_text())
+    assert found["world"] == 2 and all(found["partitioned"].values())
+    assert "'durable' does not fit under DeepSpeed" in found["refused"] and "subnet" in found["refused"]
+    for name in ZERO3_CASES:
+        with one_thread():
+            tensors, log, _ = zero3_fit(name)
+        theirs = load_file(tmp_path / f"{name}.safetensors")
+        for key, ours in tensors.items():
+            other = theirs[key.replace(".", "/")]
+            assert torch.equal(other, ours), f"{name} {key}: {int((other != ours).sum())} mask entries differ"
+        assert 0 < sum(int((1 - t).sum()) for t in tensors.values())
+        assert json.loads(json.dumps(log)) == found["logs"][name]
+
+
 def test_the_trained_methods_split_their_work():
     assert {n for n in ("subnet", "balanced_subnet", "gradient_ascent", "grad_diff", "npo", "simnpo")
             if get_method(n).data_parallel} == {"subnet", "balanced_subnet", "gradient_ascent", "grad_diff", "npo",
                                                 "simnpo"}
     assert not get_method("durable").data_parallel
+    assert {n for n, m in METHODS.items() if m.deepspeed} == {"subnet", "balanced_subnet"}
 
 
 def test_one_process_split_is_the_identity():

@@ -109,6 +109,31 @@ def test_unlearn_under_accelerate_launch_equals_one_process(workspace, tmp_path)
     assert records[0]["stopping"]["stopped_at"] is not None  # the check found the forget windows clean
 
 
+@pytest.mark.slow
+def test_unlearn_under_deepspeed_zero3_equals_one_process(workspace, tmp_path):
+    """`accelerate launch` with the ZeRO-3 config (2 CPU processes, every parameter and the scores partitioned)
+    runs `hf-memmit unlearn`: the same mask, checks and verdicts as one process; saved and printed once."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed: pip install deepspeed==0.19.8 "
+                                             "(after torch, so pip keeps the CPU build)")
+    from _launch import ROOT
+    from safetensors.torch import load_file
+
+    root, files = workspace
+    args = ["unlearn", "--model", root / "model", "--forget", files["records"], "--k", K, "--l", L,
+            "--set", "ratio=0.3"]
+    with one_thread():
+        assert run(*args, "--out", tmp_path / "one").exit_code == 0
+    done = accelerate_launch(["-m", "hf_memmit.cli", *args, "--out", tmp_path / "zero3"],
+                             config=ROOT / "recipes/accelerate/deepspeed_zero3_unlearn.yaml")
+    assert done.stdout.count("adapter saved to") == 1
+    one, two = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("one", "zero3"))
+    assert sorted(one) == sorted(two) and all(torch.equal(one[k], two[k]) for k in one)
+    records = [json.loads((tmp_path / d / "unlearning_result.json").read_text()) for d in ("one", "zero3")]
+    for key in ("scan_before", "scan_after", "stopping", "newly_extractable"):
+        assert records[0][key] == records[1][key], key
+    assert records[0]["stopping"]["stopped_at"] is not None
+
+
 def test_extractable_changes_names_the_windows():
     from datasets import Dataset
 

@@ -32,6 +32,17 @@ SCAN_FEATURES = Features({"extractable": Value("bool"), "token_match": Value("fl
                           "predicted_ids": List(Value("int64"))})
 
 
+class ThisProcessOnly:
+    """A `state` for `sharded_greedy_match` that checks every shard in this process, even under a launch with
+    several: for a model that DeepSpeed ZeRO-3 partitions, whose forward passes must run in step on all
+    processes."""
+
+    num_processes, process_index, is_main_process = 1, 0, True
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
 def shard_bounds(n: int, shard_size: int) -> list[tuple[int, int]]:
     """[start, end) of each shard of n windows."""
     return [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]

@@ -10,9 +10,11 @@ from pathlib import Path
 from ..data.records import load_records, make_windows, tokenize_records
 from ..metrics import perplexity
 from ..metrics.scan import ScanResult, scan_records, scan_windows
+from ..metrics.shards import ThisProcessOnly
 from ..models import model_fingerprint, weight_sums
 from ..unlearning import METHODS, LossMethodConfig, get_method, make_config, unlearn
 from ..unlearning.data import as_rows, check_disjoint
+from ..unlearning.parallel import is_deepspeed
 from ..utils import atomic_folder, atomic_write_json, library_versions, process_state
 from .scan import resolve_model
 
@@ -132,7 +134,10 @@ def unlearn_records(model, forget, *, tokenizer=None, retain=None, eval_data=Non
     started = time.perf_counter()
     peft_model = unlearn(model, config, forget_rows, retain_rows if needs_retain else None, progress=progress)
     seconds = time.perf_counter() - started
-    after = scan_windows(peft_model, scan.windows, tokenizer=tokenizer, batch_size=batch_size, progress=progress)
+    # under DeepSpeed the model stays partitioned: every process runs the same forward passes, so all scan all
+    lockstep = ThisProcessOnly() if is_deepspeed(process_state()) else None
+    after = scan_windows(peft_model, scan.windows, tokenizer=tokenizer, batch_size=batch_size, progress=progress,
+                         state=lockstep)
     after.stride, after.stats = scan.stride, scan.stats
     record.update({
         "config": dataclasses.asdict(config), "forget_windows": len(forget_rows),

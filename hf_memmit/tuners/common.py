@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 
 import torch
@@ -107,15 +108,34 @@ def check_maskable(model: nn.Module, base: nn.Module, name: str) -> None:
         )
 
 
-def register_zero3_weight(layer: nn.Module, base: nn.Module) -> None:
-    """Our weight-mask forward reads base.weight outside base's own forward; under ZeRO-3 that parameter
-    must be registered as external to `layer` so DeepSpeed gathers it for us."""
+def register_zero3_external(layer: nn.Module, params) -> None:
+    """Parameters `layer`'s forward reads although they belong to other modules (the base layer's weight and
+    bias, the scores in a ParameterDict) must be registered with DeepSpeed as external to `layer`, so that
+    ZeRO-3 gathers them when `layer` runs. A no-op unless DeepSpeed is installed and the parameters are
+    partitioned or ZeRO-3 is enabled (transformers' flag, set by a Trainer with a ZeRO-3 config)."""
+    params = [p for p in params if isinstance(p, nn.Parameter)]
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    if is_deepspeed_zero3_enabled():
+    if params and (is_deepspeed_zero3_enabled() or any(hasattr(p, "ds_id") for p in params)):
         import deepspeed
 
-        deepspeed.zero.register_external_parameter(layer, base.weight)
+        for p in params:
+            deepspeed.zero.register_external_parameter(layer, p)
+
+
+def full_shape(param: torch.Tensor) -> torch.Size:
+    """A parameter's shape, also when DeepSpeed ZeRO-3 has partitioned it (its `.shape` is then empty)."""
+    return getattr(param, "ds_shape", None) or param.shape
+
+
+def zero3_gathered(params):
+    """Context in which ZeRO-3-partitioned `params` hold their full values (read only); a no-op otherwise."""
+    params = [p for p in params if hasattr(p, "ds_id")]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
 def dispatch_method_config(base: type, cls: type, kwargs: dict) -> type:

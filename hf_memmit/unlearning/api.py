@@ -13,8 +13,8 @@ from transformers.pytorch_utils import Conv1D
 from ..compat import quiet_peft_wrapping
 from ..utils import process_state
 from .data import as_rows, check_disjoint
-from .parallel import Split
-from .registry import get_method
+from .parallel import ONE_PROCESS, DeepSpeedSplit, Split, is_deepspeed
+from .registry import METHODS, get_method
 from .stopping import ForgetCheck, prompt_lengths_of
 
 
@@ -39,7 +39,11 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
             BalancedSubnet, the loss-based ones) then fit data-parallel: each process takes a slice of every
             step's batch and the gradients are summed, so the adapter equals one process's at the same global
             batch (`batch_size` is the global batch). Each process must hold the same model and rows; the other
-            methods fit whole on every process.
+            methods fit whole on every process. An `Accelerator` with a DeepSpeed plugin (ZeRO-3: parameters and
+            the mask's float32 scores partitioned over the processes) fits Subnet and BalancedSubnet through the
+            DeepSpeed engine, the same steps again; the stopping check then runs on every process over all
+            rows, in the model's own dtype. The model stays partitioned afterwards: save the adapter (its
+            bit-packed mask is whole on every process) and apply it where the model fits.
 
     The loss of a row is its mean next-token cross-entropy (positions with attention_mask 0 ignored). Fitting
     runs with the model in eval mode (dropout off, so masks are chosen on the model that will be used) and
@@ -73,13 +77,25 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     forget_check_every = getattr(config, "forget_check_every", None)
     lengths = prompt_lengths_of(forget, len(forget_rows)) if forget_check_every else None
     state = accelerator if accelerator is not None else process_state()
-    split = Split(state if state.num_processes > 1 and method.data_parallel else None)
+    if is_deepspeed(state):
+        if not method.deepspeed:
+            allowed = ", ".join(name for name, m in METHODS.items() if m.deepspeed)
+            raise ValueError(f"method {method.name!r} does not fit under DeepSpeed; allowed under a DeepSpeed "
+                             f"accelerator: {allowed} (or launch without DeepSpeed)")
+        if not hasattr(state, "prepare"):  # launched with DeepSpeed, no Accelerator given: one from the launch
+            from accelerate import Accelerator
+
+            state = Accelerator()
+        split = DeepSpeedSplit(state)
+    else:
+        split = Split(state if state.num_processes > 1 and method.data_parallel else None)
     if state.num_processes > 1 and not method.data_parallel and state.is_main_process:
         warnings.warn(f"method {method.name!r} does not split its work across processes; each of the "
                       f"{state.num_processes} processes fits it whole (same adapter, no speed-up)")
     peft_model = _attach(model, config, adapter_name)
     stop = (ForgetCheck(peft_model, forget_rows.input_ids, lengths, sample_rows=config.forget_check_rows,
-                        seed=config.seed, split=split) if forget_check_every else None)
+                        seed=config.seed, split=split if split.splits_checks else ONE_PROCESS,
+                        fp32=split.splits_checks) if forget_check_every else None)
     was_training = peft_model.training
     peft_model.eval()
     try:

@@ -8,6 +8,7 @@ import itertools
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -225,6 +226,21 @@ def _full_path(lm: nn.Module, why: str) -> None:
         _WARNED.add(name)
         warnings.warn(f"row_losses: {name} {why}; its losses use the full [batch, tokens, vocab] logits "
                       "(memory grows with batch x tokens x vocab)", stacklevel=4)
+
+
+@contextmanager
+def full_logits(model):
+    """Within the block, `row_losses` of `model` take the full-logits path: one forward pass per call, whatever
+    the rows. DeepSpeed ZeRO-3 needs that: every process must call every module the same number of times, and
+    the chunked path calls the output embedding once per chunk of scored positions, which depends on the rows."""
+    lm = _causal_lm(model)
+    marked = lm in _FULL_LOGITS
+    _FULL_LOGITS.setdefault(lm, "runs under DeepSpeed ZeRO-3")
+    try:
+        yield
+    finally:
+        if not marked:
+            _FULL_LOGITS.pop(lm, None)
 
 
 def _logit_split(model) -> _Split | None:

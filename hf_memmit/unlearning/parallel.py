@@ -13,7 +13,10 @@ import torch
 
 
 class Split:
-    """This process's part of the work. `state`: an `accelerate.Accelerator` or `PartialState`; None: one process."""
+    """This process's part of the work. `state`: an `accelerate.Accelerator` or `PartialState`; None: one process.
+    `splits_checks`: whether the stopping check may also split its rows over the processes."""
+
+    splits_checks = True
 
     def __init__(self, state=None):
         self.state = state
@@ -30,6 +33,10 @@ class Split:
     def mean(self, values: torch.Tensor, n: int) -> torch.Tensor:
         """This process's share of the mean over a global batch of `n` rows, given its rows' `values`."""
         return values.mean() if self.processes == 1 else values.sum() / n
+
+    def prepare(self, model, optimizer, batch_size: int):
+        """The model and optimizer to fit with (here: unchanged; `DeepSpeedSplit` wraps them in its engine)."""
+        return model, optimizer
 
     def backward(self, loss: torch.Tensor, params: list[torch.Tensor]) -> None:
         """Backward of this process's share, then the gradients of `params` summed over processes (a process
@@ -59,3 +66,80 @@ class Split:
 
 
 ONE_PROCESS = Split()
+
+
+def is_deepspeed(state) -> bool:
+    """Whether `state` (an `Accelerator` or `PartialState`) runs under DeepSpeed."""
+    from accelerate.utils import DistributedType
+
+    return getattr(state, "distributed_type", None) == DistributedType.DEEPSPEED
+
+
+class DeepSpeedSplit(Split):
+    """Data-parallel fitting through a DeepSpeed engine (`accelerator.prepare` of the model and the optimizer):
+    under ZeRO-3 every parameter, the scores included, is partitioned over the processes and gathered one layer
+    at a time while it runs, so no process holds the whole model or all of the mask's float32 scores.
+
+    The steps are those of `Split` (a contiguous slice of each step's rows, gradients summed) with what
+    DeepSpeed needs: the engine averages the gradients over processes, so each share is multiplied by the
+    number of processes; and ZeRO-3 gathers a layer's parameters with a collective every time the layer runs,
+    so every process must run the same modules the same number of times. Hence a process whose slice is
+    empty runs a forward pass of weight 0, `row_losses` takes the full-logits path (`full_logits`), and the
+    stopping check runs on all rows on every process (`splits_checks` is False). The world is read from
+    `torch.distributed` (accelerate reports one process for DeepSpeed on CPU)."""
+
+    splits_checks = False
+
+    def __init__(self, accelerator):
+        import torch.distributed as dist
+
+        super().__init__(accelerator)
+        self.accelerator = accelerator
+        self.processes = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.model = None
+
+    def prepare(self, model, optimizer, batch_size: int):
+        """The DeepSpeed engine around `model` and `optimizer` (the model's parameters are partitioned from here
+        on). "auto" values of the DeepSpeed config are filled for this fit: the micro batch is this process's
+        share of `batch_size`, and gradient clipping is off (the one-process fit does not clip)."""
+        plugin = self.accelerator.state.deepspeed_plugin
+        config = plugin.deepspeed_config
+        if "optimizer" in config or "scheduler" in config:
+            raise ValueError("the DeepSpeed config names an optimizer or scheduler; allowed: none (unlearning "
+                             "fits with the method's own SGD, as in one process)")
+        if plugin.is_auto("train_micro_batch_size_per_gpu") or "train_micro_batch_size_per_gpu" not in config:
+            config["train_micro_batch_size_per_gpu"] = max(1, -(-batch_size // self.processes))
+        for key in ("train_batch_size", "gradient_accumulation_steps"):
+            if config.get(key) == "auto":
+                config.pop(key)
+        if config.get("gradient_clipping", "auto") == "auto":
+            config["gradient_clipping"] = 0.0
+        self.model = model
+        engine, optimizer = self.accelerator.prepare(model, optimizer)
+        return engine, optimizer
+
+    def part(self, index: torch.Tensor) -> torch.Tensor:
+        return index.tensor_split(self.processes)[self.rank]
+
+    def mean(self, values: torch.Tensor, n: int) -> torch.Tensor:
+        return values.sum() / n
+
+    def backward(self, loss: torch.Tensor, params: list[torch.Tensor]) -> None:
+        if not loss.requires_grad:  # an empty slice: the same modules run, contributing nothing
+            ids = torch.zeros((1, 2), dtype=torch.long, device=self.accelerator.device)
+            loss = self.model(input_ids=ids).logits.float().sum() * 0.0
+        self.accelerator.backward(loss * self.processes)  # the engine averages: times N makes it a sum
+
+    def total(self, count: int) -> int:
+        import torch.distributed as dist
+
+        if self.processes == 1:
+            return count
+        t = torch.tensor([count], dtype=torch.long, device=self.accelerator.device)
+        dist.all_reduce(t)
+        return int(t.item())
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0

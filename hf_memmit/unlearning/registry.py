@@ -7,7 +7,8 @@ A method's name is its config class's `method` default (also what adapter_config
 name is written once. A fit function has the signature
 `fit(peft_model, config, forget: Rows, retain: Rows | None, *, adapter_name, progress) -> None`
 and leaves a fixed mask in the adapter `adapter_name`; one registered with `data_parallel=True` also takes
-`split` (`hf_memmit.unlearning.parallel.Split`) and fits its share of every step under `accelerate launch`. Neuron-level methods also have a score function
+`split` (`hf_memmit.unlearning.parallel.Split`) and fits its share of every step under `accelerate launch`; one
+registered with `deepspeed=True` also accepts a `DeepSpeedSplit` (fitting through a DeepSpeed ZeRO-3 engine). Neuron-level methods also have a score function
 `score(model, config, forget: Rows, units, *, progress) -> Tensor [n_layer, d_ff]` (see `neuron_scores`).
 """
 
@@ -27,6 +28,7 @@ class Method:
     needs_retain: bool = False
     score: Callable | None = None  # neuron-level methods: the attribution step alone
     data_parallel: bool = False  # fit takes `split` and shares each step's batch across processes
+    deepspeed: bool = False  # fit also takes a `DeepSpeedSplit`: fits through a DeepSpeed engine (ZeRO-3)
 
     @property
     def name(self) -> str:
@@ -37,7 +39,7 @@ METHODS: dict[str, Method] = {}  # in registration order (the order `method_name
 
 
 def register_method(config_class: type, fit: Callable, *, needs_retain: bool = False,
-                    score: Callable | None = None, data_parallel: bool = False) -> Method:
+                    score: Callable | None = None, data_parallel: bool = False, deepspeed: bool = False) -> Method:
     """Declare an unlearning method: `config_class` (a `peft.PeftConfig` dataclass whose `method` field
     default is the method's name) is fitted by `fit`. Registering the same config class again replaces
     its entry (a reloaded module); another class under a taken name is refused."""
@@ -51,7 +53,10 @@ def register_method(config_class: type, fit: Callable, *, needs_retain: bool = F
     if taken is not None and taken.config_class.__qualname__ != config_class.__qualname__:
         raise ValueError(f"method name {name!r} is already registered by {taken.config_class.__name__}; "
                          f"allowed: a new name (registered: {', '.join(METHODS)})")
-    METHODS[name] = Method(config_class, fit, needs_retain=needs_retain, score=score, data_parallel=data_parallel)
+    if deepspeed and not data_parallel:
+        raise ValueError(f"{name!r}: deepspeed=True needs data_parallel=True (the DeepSpeed split is a data split)")
+    METHODS[name] = Method(config_class, fit, needs_retain=needs_retain, score=score, data_parallel=data_parallel,
+                           deepspeed=deepspeed)
     return METHODS[name]
 
 

@@ -30,7 +30,8 @@ class ForgetCheck:
     tokens reproduces the rest of the row. `history` holds (step, extractable rows) of the checks over all rows;
     `sampled` holds (step, extractable rows in the sample, sample size) of the sample checks that found some;
     `stopped_at` the step at which none was left (None: never reached). With `split` over several processes,
-    each checks its slice of the rows and the counts are summed, so every process takes the same decision."""
+    each checks its slice of the rows and the counts are summed, so every process takes the same decision.
+    `fp32`: the check's precision (`greedy_match`)."""
 
     model: torch.nn.Module
     input_ids: torch.Tensor
@@ -39,6 +40,7 @@ class ForgetCheck:
     sample_rows: int | None = None
     seed: int = 0
     split: Split = ONE_PROCESS
+    fp32: bool | str = True
     history: list[tuple[int, int]] = field(default_factory=list)
     sampled: list[tuple[int, int, int]] = field(default_factory=list)
     stopped_at: int | None = None
@@ -53,7 +55,8 @@ class ForgetCheck:
         lengths = [self.prompt_lengths[i] for i in rows.tolist()]
         prompts = [r[:k] for r, k in zip(ids, lengths)]
         targets = [r[k:] for r, k in zip(ids, lengths)]
-        found = int(greedy_match(self.model, prompts, targets, batch_size=self.batch_size).exact.sum()) if ids else 0
+        found = (int(greedy_match(self.model, prompts, targets, batch_size=self.batch_size, fp32=self.fp32).exact.sum())
+                 if ids else 0)
         return self.split.total(found)
 
     def __call__(self, step: int) -> bool:

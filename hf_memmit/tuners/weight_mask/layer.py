@@ -12,11 +12,13 @@ from transformers.pytorch_utils import Conv1D
 
 from ..common import (
     StraightThroughMask,
+    full_shape,
     lowest_k_mask,
     n_masked,
     pack_bits,
-    register_zero3_weight,
+    register_zero3_external,
     unpack_bits,
+    zero3_gathered,
 )
 
 
@@ -40,7 +42,7 @@ class WeightMaskLayer(BaseTunerLayer):
         self.kwargs = kwargs
 
     def update_layer(self, adapter_name: str, inference_mode: bool = False) -> None:
-        numel = self.get_base_layer().weight.numel()
+        numel = math.prod(full_shape(self.get_base_layer().weight))
         self.weight_mask_bits[adapter_name] = torch.full((math.ceil(numel / 8),), 255, dtype=torch.uint8)
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
@@ -59,16 +61,17 @@ class WeightMaskLayer(BaseTunerLayer):
         weight = self.get_base_layer().weight
         if adapter_name in self.weight_mask_scores:
             scores = self.weight_mask_scores[adapter_name]
-            k = n_masked(self.weight_mask_ratio[adapter_name], scores.numel())
-            return lowest_k_mask(scores.detach().abs(), k).bool()
-        return unpack_bits(self.weight_mask_bits[adapter_name], weight.shape)
+            with zero3_gathered([scores]):
+                k = n_masked(self.weight_mask_ratio[adapter_name], scores.numel())
+                return lowest_k_mask(scores.detach().abs(), k).bool()
+        return unpack_bits(self.weight_mask_bits[adapter_name], full_shape(weight))
 
     def set_keep_mask(self, adapter_name: str, keep: torch.Tensor) -> None:
-        weight = self.get_base_layer().weight
-        if keep.shape != weight.shape or keep.dtype != torch.bool:
+        shape = full_shape(self.get_base_layer().weight)
+        if keep.shape != shape or keep.dtype != torch.bool:
             raise ValueError(
                 f"keep mask of shape {tuple(keep.shape)} and dtype {keep.dtype}; allowed: torch.bool of the "
-                f"weight's shape {tuple(weight.shape)}"
+                f"weight's shape {tuple(shape)}"
             )
         bits = self.weight_mask_bits[adapter_name]
         bits.copy_(pack_bits(keep.to(bits.device)))
@@ -77,12 +80,17 @@ class WeightMaskLayer(BaseTunerLayer):
         """Trainable scores of the weight's shape, kaiming-uniform as in Ramanujan et al.'s supermasks, so the
         first mask prunes a random `ratio` of this tensor and training decides which weights."""
         weight = self.get_base_layer().weight
-        scores = torch.empty(weight.shape, dtype=torch.float32)
+        scores = torch.empty(full_shape(weight), dtype=torch.float32)
         nn.init.kaiming_uniform_(scores, a=math.sqrt(5), generator=generator)
         # fp32 even on a bf16 model: bf16 scores would swallow small SGD steps
         self.weight_mask_scores[adapter_name] = nn.Parameter(scores.to(weight.device))
         self.weight_mask_ratio[adapter_name] = ratio
         self.set_adapter(self.active_adapters)
+
+    def zero3_external_parameters(self) -> list[nn.Parameter]:
+        """What the forward reads outside the modules that own it: the base weight and bias, the scores."""
+        base = self.get_base_layer()
+        return [p for p in (base.weight, base.bias, *self.weight_mask_scores.values()) if p is not None]
 
     def fix_scores(self, adapter_name: str) -> None:
         """Freeze the scores' current hard mask into the bit-packed buffer and drop the scores."""
@@ -103,7 +111,7 @@ class WeightMaskLayer(BaseTunerLayer):
         key = (bits.data_ptr(), bits._version)
         hit = self._mask_cache.get(adapter_name)
         if hit is None or hit[0] != key:
-            hit = (key, unpack_bits(bits, self.get_base_layer().weight.shape))
+            hit = (key, unpack_bits(bits, full_shape(self.get_base_layer().weight)))
             self._mask_cache[adapter_name] = hit
         return hit[1]
 
@@ -115,7 +123,7 @@ class WeightMaskLinear(nn.Module, WeightMaskLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, inference_mode: bool = False, **kwargs):
         super().__init__()
         WeightMaskLayer.__init__(self, base_layer, **kwargs)
-        register_zero3_weight(self, base_layer)
+        register_zero3_external(self, [base_layer.weight, base_layer.bias])
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, inference_mode=inference_mode)
 

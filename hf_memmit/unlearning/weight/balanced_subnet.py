@@ -86,4 +86,4 @@ def fit_balanced_subnet(model, config: BalancedSubnetConfig, forget, retain, *, 
     train_scores(model, config, adapter_name, steps, n_steps, loss_of, progress, stop, split)
 
 
-register_method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True, data_parallel=True)
+register_method(BalancedSubnetConfig, fit_balanced_subnet, needs_retain=True, data_parallel=True, deepspeed=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
+from ...tuners.common import register_zero3_external
 from ...utils import check_int, check_range
-from ..data import epoch_batches, row_losses
-from ..parallel import ONE_PROCESS, Split
+from ..data import epoch_batches, full_logits, row_losses
+from ..parallel import ONE_PROCESS, DeepSpeedSplit, Split
 from ..registry import register_method
 from ..stopping import run_steps
 from .common import WeightMethodConfig, warn_if_noop
@@ -77,8 +79,13 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
     loss; `split` sums the score gradients over processes."""
     tuner = model.base_model
     tuner.start_scores(config.ratio, adapter_name, seed=config.seed)
-    scores = [layer.weight_mask_scores[adapter_name] for layer in tuner.mask_layers(adapter_name).values()]
+    layers = tuner.mask_layers(adapter_name).values()
+    scores = [layer.weight_mask_scores[adapter_name] for layer in layers]
     optimizer = torch.optim.SGD(scores, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if isinstance(split, DeepSpeedSplit):
+        for layer in layers:  # the scores live in a ParameterDict, read by the layer's forward
+            register_zero3_external(layer, layer.zero3_external_parameters())
+        _, optimizer = split.prepare(model, optimizer, config.batch_size)
 
     def step(item):
         optimizer.zero_grad()
@@ -86,7 +93,8 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
         optimizer.step()
 
     try:
-        run_steps(steps, n_steps, config, step, progress and split.is_main_process, stop)
+        with full_logits(model) if isinstance(split, DeepSpeedSplit) else contextlib.nullcontext():
+            run_steps(steps, n_steps, config, step, progress and split.is_main_process, stop)
     finally:
         tuner.fix_scores(adapter_name)
     warn_if_noop(model, adapter_name, config)
@@ -100,4 +108,4 @@ def fit_subnet(model, config: SubnetConfig, forget, retain, *, adapter_name: str
                  progress, stop, split)
 
 
-register_method(SubnetConfig, fit_subnet, data_parallel=True)
+register_method(SubnetConfig, fit_subnet, data_parallel=True, deepspeed=True)
