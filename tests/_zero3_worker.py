@@ -14,10 +14,13 @@ from safetensors.torch import save_file
 
 from hf_memmit.unlearning import BalancedSubnetConfig, DurableConfig, SubnetConfig, unlearn
 
-# uneven slices, and (subnet: 7 rows in batches of 3) a last step of one row that leaves a process none
+# uneven slices, and steps that leave a process no row (subnet: 7 rows in batches of 3; weighted: batches of 1)
 ZERO3_CASES = {
     "balanced_subnet": lambda: BalancedSubnetConfig(ratio=0.05, epochs=6, batch_size=7, forget_check_every=2),
     "subnet_one_row_step": lambda: SubnetConfig(ratio=0.05, epochs=2, batch_size=3),
+    # two loss calls per step, each a slice of one row: one process has a row of each, the other none
+    "balanced_subnet_weighted_one_row": lambda: BalancedSubnetConfig(ratio=0.05, epochs=1, batch_size=1,
+                                                                     balance="weighted"),
 }
 # ZeRO-3 with every parameter partitioned, however small (by default small ones stay whole on every process)
 ZERO3 = {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},

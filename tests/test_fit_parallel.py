@@ -48,7 +48,7 @@ def test_two_processes_fit_the_adapter_of_one(name, two_process_fits):
 def test_zero3_fit_on_two_processes_gives_the_masks_of_one(tmp_path):
     """DeepSpeed ZeRO-3 on 2 CPU processes: every parameter, the scores included, partitioned over the two and
     gathered layer by layer; the masks and stopping checks equal the one-process fit at the same global batch,
-    also with steps that leave a process no row (it runs a forward pass of weight 0)."""
+    also with steps that leave a process no row (it runs one dummy row whose loss is left out)."""
     pytest.importorskip("deepspeed", reason="deepspeed is not installed: pip install deepspeed==0.19.8 "
                                              "(after torch, so pip keeps the CPU build)")
     from _zero3_worker import ZERO3_CASES, zero3_fit

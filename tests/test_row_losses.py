@@ -15,7 +15,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, GPT2Config, GPT2LMHead
 
 import hf_memmit  # noqa: F401
 from hf_memmit.tuners import NeuronMaskConfig, WeightMaskConfig
-from hf_memmit.unlearning.data import LOGITS_PER_CHUNK, row_losses, token_losses
+from hf_memmit.unlearning.data import LOGITS_PER_CHUNK, lockstep_losses, row_losses, token_losses
 from hf_memmit.unlearning.neuron.rows import suffix_losses, target_mask
 
 
@@ -217,3 +217,26 @@ def test_no_batch_by_tokens_by_vocab_tensor():
     assert ce_inputs and max(ce_inputs) <= bound, ce_inputs
     assert max(saved) < bound, max(saved)  # checkpointed chunks: their logits are not kept for the backward
     assert model.get_output_embeddings().weight.grad is not None
+
+
+def test_lockstep_losses_run_one_forward_pass_per_call():
+    """Under `lockstep_losses` (DeepSpeed ZeRO-3 fitting) every call runs the model exactly once: the full-logits
+    path for any rows, and one dummy row for none, whose empty result is still tied to the graph. Outside, a call
+    without rows runs nothing, and the rows' losses are the same in both."""
+    model = tiny("gpt2")
+    calls = []
+    model.lm_head.register_forward_hook(lambda *_: calls.append(1))
+    x = token_rows(3, length=12, seed=0)
+    with one_thread():
+        plain = row_losses(model, x, None, chunk_size=5)
+        chunked_calls, calls[:] = len(calls), []
+        with lockstep_losses(model):
+            locked = row_losses(model, x, None, chunk_size=5)
+            assert len(calls) == 1
+            empty = row_losses(model, x[:0], None)
+            assert len(calls) == 2 and empty.shape == (0,) and empty.requires_grad
+            empty.sum().backward()  # reaches the model's modules, adds nothing
+        calls.clear()
+        assert row_losses(model, x[:0], None).shape == (0,) and calls == []
+    assert chunked_calls > 1
+    torch.testing.assert_close(locked, plain, rtol=1e-5, atol=1e-6)

@@ -3,11 +3,11 @@
 Windows are cut into shards of `shard_size` consecutive windows; shard i goes to process i mod N. Every shard is
 checked by `greedy_match` on its own, with the same batches whatever the number of processes, so N processes give
 exactly the verdicts of one. Only one shard's windows are read as Python lists at a time, and each shard's
-verdicts become Arrow at once, so a scan holds no more than its result (`SCAN_FEATURES` columns). With a
-`shard_dir`, each finished shard is written there at once (atomically), and a run that was killed skips the
-shards it finds; a manifest (the windows' hash, the model's `model_fingerprint` and
-`weight_sums`, batch and shard size) keeps a folder from being resumed by another scan. Results are gathered in
-input order on every process.
+verdicts are kept as numpy arrays that become the result's Arrow columns (`SCAN_FEATURES`) without a copy, so a
+scan holds no more than its result. With a `shard_dir`, each finished shard is written there at once
+(atomically), and a run that was killed skips the shards it finds; a manifest (the windows' hash, the model's
+`model_fingerprint` and `weight_sums`, batch and shard size) keeps a folder from being resumed by another scan.
+Results are gathered in input order on every process.
 """
 
 from __future__ import annotations

@@ -119,6 +119,7 @@ def check_disjoint(forget: Rows, retain: Rows, *, by: str = "auto") -> None:
 LOGITS_PER_CHUNK = 2**22
 _FULL_LOGITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # causal LM -> why it takes the full path
 _WARNED: set[str] = set()
+_LOCKSTEP: weakref.WeakSet = weakref.WeakSet()  # causal LMs inside `lockstep_losses`
 
 
 def row_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *,
@@ -128,9 +129,12 @@ def row_losses(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | No
     `valid` (bool [B, T-1], position t predicting token t+1) picks the scored positions instead of the default
     `attention_mask[:, 1:]` (all positions without a mask); a row without any scores 0. Differentiable w.r.t.
     everything in the model, and memory-bounded (see `token_losses`). No rows: an empty tensor (a process's empty
-    slice of a small batch in data-parallel fitting)."""
+    slice of a small batch in data-parallel fitting; see `lockstep_losses` for DeepSpeed)."""
     if input_ids.shape[0] == 0:
-        return torch.zeros(0, device=device_of(model))
+        if _causal_lm(model) not in _LOCKSTEP:
+            return torch.zeros(0, device=device_of(model))
+        dummy = input_ids.new_zeros((1, max(input_ids.shape[1], 2)))
+        return token_losses(model, dummy, None).mean(dim=1)[:0]  # one forward pass, no rows
     valid = _scored(input_ids, attention_mask, valid)
     ce = token_losses(model, input_ids, attention_mask, valid=valid, chunk_size=chunk_size)
     if valid is None:
@@ -229,16 +233,19 @@ def _full_path(lm: nn.Module, why: str) -> None:
 
 
 @contextmanager
-def full_logits(model):
-    """Within the block, `row_losses` of `model` take the full-logits path: one forward pass per call, whatever
-    the rows. DeepSpeed ZeRO-3 needs that: every process must call every module the same number of times, and
-    the chunked path calls the output embedding once per chunk of scored positions, which depends on the rows."""
+def lockstep_losses(model):
+    """Within the block, every `row_losses` call on `model` runs exactly one forward pass, whatever its rows: the
+    full-logits path (the chunked path calls the output embedding once per chunk of scored positions, which
+    depends on the rows), and a call with no rows runs one dummy row and returns an empty result still tied to
+    the graph. DeepSpeed ZeRO-3 needs that: every process must run every module the same number of times."""
     lm = _causal_lm(model)
     marked = lm in _FULL_LOGITS
-    _FULL_LOGITS.setdefault(lm, "runs under DeepSpeed ZeRO-3")
+    _FULL_LOGITS.setdefault(lm, "runs in lockstep (DeepSpeed ZeRO-3)")
+    _LOCKSTEP.add(lm)
     try:
         yield
     finally:
+        _LOCKSTEP.discard(lm)
         if not marked:
             _FULL_LOGITS.pop(lm, None)
 

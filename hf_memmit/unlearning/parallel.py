@@ -83,8 +83,8 @@ class DeepSpeedSplit(Split):
     The steps are those of `Split` (a contiguous slice of each step's rows, gradients summed) with what
     DeepSpeed needs: the engine averages the gradients over processes, so each share is multiplied by the
     number of processes; and ZeRO-3 gathers a layer's parameters with a collective every time the layer runs,
-    so every process must run the same modules the same number of times. Hence a process whose slice is
-    empty runs a forward pass of weight 0, `row_losses` takes the full-logits path (`full_logits`), and the
+    so every process must run the same modules the same number of times. Hence `row_losses` runs exactly one
+    forward pass per call, also on an empty slice (`lockstep_losses`, entered by the fitting loop), and the
     stopping check runs on all rows on every process (`splits_checks` is False). The world is read from
     `torch.distributed` (accelerate reports one process for DeepSpeed on CPU)."""
 
@@ -97,7 +97,6 @@ class DeepSpeedSplit(Split):
         self.accelerator = accelerator
         self.processes = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
-        self.model = None
 
     def prepare(self, model, optimizer, batch_size: int):
         """The DeepSpeed engine around `model` and `optimizer` (the model's parameters are partitioned from here
@@ -115,7 +114,6 @@ class DeepSpeedSplit(Split):
                 config.pop(key)
         if config.get("gradient_clipping", "auto") == "auto":
             config["gradient_clipping"] = 0.0
-        self.model = model
         engine, optimizer = self.accelerator.prepare(model, optimizer)
         return engine, optimizer
 
@@ -126,9 +124,9 @@ class DeepSpeedSplit(Split):
         return values.sum() / n
 
     def backward(self, loss: torch.Tensor, params: list[torch.Tensor]) -> None:
-        if not loss.requires_grad:  # an empty slice: the same modules run, contributing nothing
-            ids = torch.zeros((1, 2), dtype=torch.long, device=self.accelerator.device)
-            loss = self.model(input_ids=ids).logits.float().sum() * 0.0
+        if not loss.requires_grad:
+            raise RuntimeError("a step's loss does not reach the model; under DeepSpeed every process must run "
+                               "its forward passes (row_losses inside lockstep_losses)")
         self.accelerator.backward(loss * self.processes)  # the engine averages: times N makes it a sum
 
     def total(self, count: int) -> int:

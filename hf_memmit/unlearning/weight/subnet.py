@@ -10,7 +10,7 @@ import torch
 
 from ...tuners.common import register_zero3_external
 from ...utils import check_int, check_range
-from ..data import epoch_batches, full_logits, row_losses
+from ..data import epoch_batches, lockstep_losses, row_losses
 from ..parallel import ONE_PROCESS, DeepSpeedSplit, Split
 from ..registry import register_method
 from ..stopping import run_steps
@@ -93,7 +93,7 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
         optimizer.step()
 
     try:
-        with full_logits(model) if isinstance(split, DeepSpeedSplit) else contextlib.nullcontext():
+        with lockstep_losses(model) if isinstance(split, DeepSpeedSplit) else contextlib.nullcontext():
             run_steps(steps, n_steps, config, step, progress and split.is_main_process, stop)
     finally:
         tuner.fix_scores(adapter_name)
