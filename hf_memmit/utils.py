@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,6 +98,41 @@ def atomic_folder(path: str | os.PathLike):
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+CACHE_ENV = "HF_MEMMIT_CACHE"
+
+
+def cache_dir() -> Path:
+    """Root of hf_memmit's own cache (converted GGUF checkpoints, unpacked corpora): `$HF_MEMMIT_CACHE` if set,
+    else `~/.cache/hf_memmit`."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "hf_memmit"
+
+
+_LAUNCHERS = ("accelerate", "torchrun", "deepspeed")
+
+
+def command_line(script: str) -> str:
+    """The command that started this process, as the user typed it: `python <script> ARGS`, or under a launcher
+    (`accelerate launch`, `torchrun`, `deepspeed`) the launcher's own command line, read from the launching
+    process (Linux /proc; the workers' parent, or its parent for accelerate's single-process launch)."""
+    own = f"python {script} " + " ".join(sys.argv[1:])
+    if "LOCAL_RANK" not in os.environ and not any(k.startswith("ACCELERATE_") for k in os.environ):
+        return own.strip()
+    pid = os.getppid()
+    for _ in range(3):  # worker <- launcher (<- a shell or elastic agent)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            status = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        names = [Path(a).name for a in argv[:3]]
+        for name in _LAUNCHERS:
+            if name in names:
+                return " ".join([name, *argv[names.index(name) + 1:]])
+        pid = int(status.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
+    return own.strip()
 
 
 def library_versions() -> dict[str, str]:

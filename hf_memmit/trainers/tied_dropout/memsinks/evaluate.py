@@ -5,7 +5,7 @@ recipe and the benchmarks."""
 
 from __future__ import annotations
 
-from ....metrics.memsinks import kl_memorization, loss_report
+from ....metrics.memsinks import kl_memorization, loss_report, mean_document_loss
 from ..hooks import get_tied_dropout
 from .collator import document_id
 
@@ -23,14 +23,22 @@ def sinks_dropped(rescale: str) -> str:
 HEADLINE = sinks_dropped("none")  # the deployment model: sinks dropped, general units as trained
 
 
-def evaluate_memsinks(model, repeated, heldout, validation, *, k: int, l: int, sinks: bool) -> dict:
+def evaluate_memsinks(model, repeated, heldout, validation, *, k: int, l: int, sinks: bool,
+                      general_validation=None) -> dict:
     """`loss_report` (L_rep, L_ho, gap, L_val) plus `kl_memorized` of the repeated documents, keyed by eval mode:
     {PLAIN: ...} for a model without sinks, else SINKS_ON, sinks_dropped(r) for each r in DROP_RESCALES and
-    OWN_SINKS."""
+    OWN_SINKS. With `general_validation` (documents of the general corpus when the repeated ones come from
+    another domain), each mode also gets `L_val_general`."""
     sets = {"repeated": repeated, "heldout": heldout, "validation": validation}
+    if general_validation is not None:
+        sets["validation_general"] = general_validation
 
     def one(keyed=None):
         out = loss_report(model, repeated, heldout, validation, batch_context=keyed)
+        if general_validation is not None:
+            out["L_val_general"] = mean_document_loss(
+                model, general_validation,
+                batch_context=(lambda idx: keyed("validation_general", idx)) if keyed else None)
         out["kl_memorized"] = kl_memorization(model, repeated, k=k, l=l,
                                               batch_context=(lambda idx: keyed("repeated", idx)) if keyed else None)
         return out
