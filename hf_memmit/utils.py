@@ -110,29 +110,31 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "hf_memmit"
 
 
-_LAUNCHERS = ("accelerate", "torchrun", "deepspeed")
+_LAUNCHERS = {"accelerate": "accelerate", "torchrun": "torchrun", "deepspeed": "deepspeed",
+              "accelerate.commands.launch": "accelerate launch", "torch.distributed.run": "torchrun"}
 
 
-def command_line(script: str) -> str:
-    """The command that started this process, as the user typed it: `python <script> ARGS`, or under a launcher
-    (`accelerate launch`, `torchrun`, `deepspeed`) the launcher's own command line, read from the launching
-    process (Linux /proc; the workers' parent, or its parent for accelerate's single-process launch)."""
-    own = f"python {script} " + " ".join(sys.argv[1:])
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command that started this run, as the user typed it: `python <script> ARGS` (ARGS: `argv`, else
+    `sys.argv[1:]`), or under a launcher (`accelerate launch`, `torchrun`, `deepspeed`, or their `python -m`
+    forms) the launcher's own command line, read from the launching process (Linux /proc: the worker's parent,
+    or a process above it)."""
+    own = " ".join(["python", script, *(sys.argv[1:] if argv is None else argv)])
     if "LOCAL_RANK" not in os.environ and not any(k.startswith("ACCELERATE_") for k in os.environ):
-        return own.strip()
+        return own
     pid = os.getppid()
-    for _ in range(3):  # worker <- launcher (<- a shell or elastic agent)
+    for _ in range(3):  # worker <- launcher (<- the launcher's own launcher)
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-            status = Path(f"/proc/{pid}/stat").read_text()
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             break
-        names = [Path(a).name for a in argv[:3]]
-        for name in _LAUNCHERS:
-            if name in names:
-                return " ".join([name, *argv[names.index(name) + 1:]])
-        pid = int(status.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
-    return own.strip()
+        for i, arg in enumerate(args[:3]):
+            name = arg if i and args[i - 1] == "-m" else Path(arg).name
+            if name in _LAUNCHERS:
+                return " ".join([_LAUNCHERS[name], *args[i + 1:]])
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the process state: its parent's pid
+    return own
 
 
 def library_versions() -> dict[str, str]:

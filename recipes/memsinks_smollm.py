@@ -348,7 +348,7 @@ def main(argv=None) -> dict:
     metrics = evaluate(trainer.model, splits, args, args.mode)
 
     result = {"mode": args.mode, "metrics": metrics, "world_size": world,
-              "command": command_line("recipes/memsinks_smollm.py"),
+              "command": command_line("recipes/memsinks_smollm.py", argv),
               "model": {"preset": args.preset, "parameters": sum(p.numel() for p in model.parameters()),
                         "vocab_size": vocab_size, **model_shape(args)},
               "data": {"source": data_source(args),

@@ -65,6 +65,34 @@ def test_recipe_standard_mode_with_goldfish_loss(tmp_path):
         recipe.parse_args(["--mode", "memsinks", "--goldfish-k", "4", "--out", str(tmp_path / "x")])
 
 
+def test_recipe_two_domains(tmp_path, monkeypatch):
+    """--repeated-source austen: repeated, held-out and validation documents are Austen passages, the general
+    corpus Wikipedia with its own validation set (L_val_general in every eval mode); deterministic per seed."""
+    monkeypatch.setenv("HF_MEMMIT_CACHE", str(tmp_path / "cache"))
+    recipe = _recipe()
+    from hf_memmit.data import austen_passages, gpt2_tokenizer, wiki_offline_texts
+
+    tok = gpt2_tokenizer()
+    argv = ["--out", str(tmp_path / "x"), "--n-corpus", "600", "--n-repeated", "6", "--n-heldout", "6",
+            "--n-validation", "12", "--repeated-source", "austen"]
+    splits = recipe.offline_splits(recipe.parse_args(argv), tok)
+    austen = {tuple(d) for d in recipe._encode(tok, austen_passages(), 256)}
+    wiki = {tuple(d) for d in recipe._encode(tok, wiki_offline_texts()[:600], 256)}
+    for name, corpus, n in (("repeated", austen, 6), ("heldout", austen, 6), ("validation", austen, 12),
+                            ("validation_general", wiki, 12), ("general", wiki, 600 - 12)):
+        assert len(splits[name]) == n and all(tuple(d) in corpus for d in splits[name]), name
+    assert not {tuple(d) for d in splits["repeated"]} & {tuple(d) for d in splits["heldout"] + splits["validation"]}
+    assert recipe.offline_splits(recipe.parse_args(argv), tok) == splits
+    assert recipe.offline_splits(recipe.parse_args([*argv, "--seed", "1"]), tok)["repeated"] != splits["repeated"]
+
+    run = recipe.main(["--mode", "memsinks", "--out", str(tmp_path / "ms"), "--max-steps", "2", *TINY,
+                       "--repeated-source", "austen"])
+    assert run["data"]["source"] == "austen repeated in wikipedia (offline)"
+    assert all("L_val_general" in m for m in run["metrics"].values())
+    assert run["command"].startswith("python recipes/memsinks_smollm.py --mode memsinks --out ")
+    assert "| L_val_general |" in (tmp_path / "ms" / "memsinks_memsinks.md").read_text()
+
+
 @pytest.mark.slow
 def test_recipe_two_cpu_ranks_agree(tmp_path):
     """accelerate launch, 2 processes over gloo (MULTI_GPU + use_cpu): a few steps, identical metrics."""
@@ -75,6 +103,8 @@ def test_recipe_two_cpu_ranks_agree(tmp_path):
     assert rank0 == rank1
     result = json.loads((out / "memsinks_memsinks.json").read_text())
     assert result["world_size"] == 2 and result["train"]["steps"] == 3
+    # the command as launched, not the worker's own argv
+    assert result["command"].startswith("accelerate launch --config_file ")
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def unlearn(model, config, forget, retain=None, *, batch_size=None, progress=Tru
     peft_model = _attach(model, config, adapter_name)
     stop = (ForgetCheck(peft_model, forget_rows.input_ids, lengths, sample_rows=config.forget_check_rows,
                         seed=config.seed, split=split if split.splits_checks else ONE_PROCESS,
-                        fp32=split.splits_checks) if forget_check_every else None)
+                        fp32=split.check_fp32) if forget_check_every else None)
     was_training = peft_model.training
     peft_model.eval()
     try:

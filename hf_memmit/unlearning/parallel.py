@@ -14,9 +14,11 @@ import torch
 
 class Split:
     """This process's part of the work. `state`: an `accelerate.Accelerator` or `PartialState`; None: one process.
-    `splits_checks`: whether the stopping check may also split its rows over the processes."""
+    `splits_checks`: whether the stopping check may also split its rows over the processes; `check_fp32`: whether
+    it may upcast the model to float32 in place (`greedy_match`'s `fp32`)."""
 
     splits_checks = True
+    check_fp32 = True
 
     def __init__(self, state=None):
         self.state = state
@@ -86,9 +88,11 @@ class DeepSpeedSplit(Split):
     so every process must run the same modules the same number of times. Hence `row_losses` runs exactly one
     forward pass per call, also on an empty slice (`lockstep_losses`, entered by the fitting loop), and the
     stopping check runs on all rows on every process (`splits_checks` is False). The world is read from
-    `torch.distributed` (accelerate reports one process for DeepSpeed on CPU)."""
+    `torch.distributed` (accelerate reports one process for DeepSpeed on CPU). The check computes in the model's
+    own dtype: partitioned parameters cannot be upcast in place (`check_fp32` is False)."""
 
     splits_checks = False
+    check_fp32 = False
 
     def __init__(self, accelerator):
         import torch.distributed as dist

@@ -85,12 +85,8 @@ class WeightMaskLayer(BaseTunerLayer):
         # fp32 even on a bf16 model: bf16 scores would swallow small SGD steps
         self.weight_mask_scores[adapter_name] = nn.Parameter(scores.to(weight.device))
         self.weight_mask_ratio[adapter_name] = ratio
+        register_zero3_external(self, [self.weight_mask_scores[adapter_name]])
         self.set_adapter(self.active_adapters)
-
-    def zero3_external_parameters(self) -> list[nn.Parameter]:
-        """What the forward reads outside the modules that own it: the base weight and bias, the scores."""
-        base = self.get_base_layer()
-        return [p for p in (base.weight, base.bias, *self.weight_mask_scores.values()) if p is not None]
 
     def fix_scores(self, adapter_name: str) -> None:
         """Freeze the scores' current hard mask into the bit-packed buffer and drop the scores."""
@@ -123,6 +119,8 @@ class WeightMaskLinear(nn.Module, WeightMaskLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, inference_mode: bool = False, **kwargs):
         super().__init__()
         WeightMaskLayer.__init__(self, base_layer, **kwargs)
+        # the forward reads parameters other modules own: ZeRO-3 must gather them when this layer runs (the
+        # scores are registered where they are made, `start_scores`)
         register_zero3_external(self, [base_layer.weight, base_layer.bias])
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, inference_mode=inference_mode)

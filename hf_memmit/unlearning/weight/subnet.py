@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...tuners.common import register_zero3_external
 from ...utils import check_int, check_range
 from ..data import epoch_batches, lockstep_losses, row_losses
 from ..parallel import ONE_PROCESS, DeepSpeedSplit, Split
@@ -83,8 +82,6 @@ def train_scores(model, config: SubnetConfig, adapter_name: str, steps: Iterator
     scores = [layer.weight_mask_scores[adapter_name] for layer in layers]
     optimizer = torch.optim.SGD(scores, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if isinstance(split, DeepSpeedSplit):
-        for layer in layers:  # the scores live in a ParameterDict, read by the layer's forward
-            register_zero3_external(layer, layer.zero3_external_parameters())
         _, optimizer = split.prepare(model, optimizer, config.batch_size)
 
     def step(item):
