@@ -91,6 +91,16 @@ def test_recipe_two_domains(tmp_path, monkeypatch):
     assert all("L_val_general" in m for m in run["metrics"].values())
     assert run["command"].startswith("python recipes/memsinks_smollm.py --mode memsinks --out ")
     assert "| L_val_general |" in (tmp_path / "ms" / "memsinks_memsinks.md").read_text()
+    for mode in ("standard", "dedup"):
+        recipe.main(["--mode", mode, "--out", str(tmp_path / mode), "--max-steps", "2", *TINY,
+                     "--repeated-source", "austen"])
+    result = recipe.main(["--mode", "compare", "--runs", *(str(tmp_path / k) for k in ("standard", "ms", "dedup")),
+                          "--out", str(tmp_path / "table")])
+    # the validation-loss claims also on the general corpus, each from its own numbers
+    head, std = run["metrics"]["sinks_dropped_none"], result["runs"]["standard"]["metrics"]["plain"]
+    assert result["acceptance"]["general_within_2pct"] == (abs(head["L_val_general"] / std["L_val_general"] - 1) <= 0.02)
+    assert result["table"]["memsinks sinks_dropped_none"]["L_val_general_vs_standard"] == pytest.approx(
+        head["L_val_general"] / std["L_val_general"] - 1)
 
 
 @pytest.mark.slow

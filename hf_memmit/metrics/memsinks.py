@@ -75,10 +75,14 @@ def gap_closure(gap_method: float, gap_standard: float) -> float:
 def closure_row(metrics: dict, standard: dict) -> dict:
     """One row of a gap-closure table: a model's `loss_report` numbers (with `kl_memorized`) against standard
     training's."""
-    return {"L_rep": metrics["L_rep"], "L_ho": metrics["L_ho"], "gap": metrics["gap"], "L_val": metrics["L_val"],
-            "gap_closure": gap_closure(metrics["gap"], standard["gap"]),
-            "L_val_vs_standard": metrics["L_val"] / standard["L_val"] - 1,
-            "kl_memorized": metrics["kl_memorized"]["fraction"]}
+    row = {"L_rep": metrics["L_rep"], "L_ho": metrics["L_ho"], "gap": metrics["gap"], "L_val": metrics["L_val"],
+           "gap_closure": gap_closure(metrics["gap"], standard["gap"]),
+           "L_val_vs_standard": metrics["L_val"] / standard["L_val"] - 1,
+           "kl_memorized": metrics["kl_memorized"]["fraction"]}
+    if "L_val_general" in metrics:  # repeated documents from another domain than the general corpus
+        row["L_val_general"] = metrics["L_val_general"]
+        row["L_val_general_vs_standard"] = metrics["L_val_general"] / standard["L_val_general"] - 1
+    return row
 
 
 CLOSURE_FLOOR = 0.5  # the paper: sinks dropped closes over half of standard training's gap
