@@ -167,12 +167,15 @@ def seed_mean_rows(cells: list[dict]) -> list[dict]:
 def report(args, runs: Path) -> dict:
     finished = {(seed, point): b for seed, point in itertools.product(args.seeds, args.points)
                 if (b := load_baselines(runs, seed, point)) is not None}
+    # closure is 1 - G / G_standard: undefined where standard training shows no gap (listed, not scored)
+    no_gap = [f"seed {seed} {point_name(point)}" for (seed, point), (s, _) in finished.items() if not s["gap"] > 0]
     cells = [row for (seed, point), g, p in itertools.product(finished, args.g, args.p)
-             if (row := cell_row(runs, seed, point, g, p, finished[seed, point])) is not None]
+             if finished[seed, point][0]["gap"] > 0
+             and (row := cell_row(runs, seed, point, g, p, finished[seed, point])) is not None]
     baselines = [baseline_row(seed, point, b) for (seed, point), b in finished.items()]
     means = seed_mean_rows(cells)
     result = {"shared_args": args.shared, "seeds": args.seeds, "points": args.points, "g": args.g, "p": args.p,
-              "baselines": baselines, "cells": cells, "seed_means": means, "environment": environment()}
+              "baselines": baselines, "no_standard_gap": no_gap, "cells": cells, "seed_means": means, "environment": environment()}
     columns = ["seed", "repeats", "epochs", "g", "p", "closure_none", "closure_code", "closure_mass",
                "closure_sinks_on", "G_own_sinks", "L_val", "L_val_vs_standard", "L_val_dedup", "all_claims"]
     if cells and "all_claims_general" in cells[0]:
@@ -183,7 +186,9 @@ def report(args, runs: Path) -> dict:
           "below dedup's. With two domains L_val is the repeated domain's validation set and `*_general` the "
           "general corpus's.", "",
           "Shared recipe arguments: `" + " ".join(args.shared) + "`", "", "## Baselines", "",
-          md_table(baselines, list(baselines[0]) if baselines else ["seed"]), "", "## MemSinks cells", "",
+          md_table(baselines, list(baselines[0]) if baselines else ["seed"]), "",
+          "Standard training shows no gap (no closure): " + (", ".join(no_gap) or "none"), "",
+          "## MemSinks cells", "",
           md_table(cells, columns), "", "## Mean over seeds", "",
           md_table(means, list(means[0]) if means else ["g"]), "",
           "Reproduce: `python benchmarks/memsinks_grid.py " + " ".join(sys.argv[1:]) + "`"]
