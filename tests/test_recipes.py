@@ -9,7 +9,7 @@ from _launch import ROOT, accelerate_launch
 RECIPE = ROOT / "recipes" / "memsinks_smollm.py"
 TINY = ["--preset", "tiny", "--vocab-top", "1024", "--n-corpus", "600", "--n-general", "150", "--n-repeated", "6",
         "--repeats", "3", "--n-heldout", "6", "--n-validation", "12", "--batch-size", "8", "--block-size", "128",
-        "--k", "16", "--l", "16", "--threads", "1"]
+        "--k", "16", "--l", "16", "--threads", "1", "--repeated-source", "wikipedia"]  # one domain (austen: below)
 
 
 def _recipe():
