@@ -46,6 +46,21 @@ def test_deb_path_refuses_a_package_with_another_sha256(tmp_path, monkeypatch):
         debian.deb_path("pkg", "1.0", "0" * 64)
 
 
+def test_deb_path_falls_back_to_the_mirror_without_apt_get(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("HF_MEMMIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(debian.DEB_ENV, raising=False)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
+    urls = []
+    monkeypatch.setattr(debian, "_download", lambda url, path: (urls.append(url), path.write_bytes(b"deb"))[0])
+    got = debian.deb_path("pkg", "1.0", hashlib.sha256(b"deb").hexdigest(), "pool/main/p/pkg/")
+    assert urls == ["http://deb.debian.org/debian/pool/main/p/pkg/pkg_1.0_all.deb"]
+    assert got == tmp_path / "cache" / "debian" / "pkg_1.0_all.deb" and got.read_bytes() == b"deb"
+    with pytest.raises(RuntimeError, match="apt-get is missing"):
+        debian.deb_path("other", "1.0", "0" * 64)  # no mirror path: nothing to fall back to
+
+
 def test_passages_group_whole_paragraphs_of_a_chapter():
     lines = ["TITLE", "", "CHAPTER I", "", "one two three", "four", "", "five six", "", "Chapter 2", "",
              "seven eight nine ten", "", "x"]

@@ -18,7 +18,8 @@ import zlib
 from ..utils import atomic_write_json, cache_dir
 from .debian import deb_members, deb_path
 
-AUSTEN_PACKAGE = ("r-cran-janeaustenr", "1.0.0-1", "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95")
+AUSTEN_PACKAGE = ("r-cran-janeaustenr", "1.0.0-1", "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+                  "pool/main/r/r-cran-janeaustenr/")
 AUSTEN_LICENCE = "public domain (Project Gutenberg texts via Debian r-cran-janeaustenr 1.0.0-1, package MIT)"
 NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
 _HEADING = re.compile(r"^(chapter|volume)\s+[0-9ivxlc]+\.?$", re.IGNORECASE)

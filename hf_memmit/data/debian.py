@@ -18,28 +18,44 @@ from ..utils import cache_dir
 DEB_ENV = "HF_MEMMIT_DEB_DIR"  # a folder of .deb files downloaded by hand (machines without apt-get)
 
 
-def deb_path(package: str, version: str, sha256: str) -> Path:
-    """The pinned .deb, from `$HF_MEMMIT_DEB_DIR`, the cache, or `apt-get download` into the cache; refused unless
-    its sha256 matches."""
+DEBIAN_MIRROR = "http://deb.debian.org/debian/"
+
+
+def deb_path(package: str, version: str, sha256: str, pool: str | None = None) -> Path:
+    """The pinned .deb, from `$HF_MEMMIT_DEB_DIR`, the cache, or downloaded into the cache: `apt-get download`, or
+    where that fails (no apt-get, no package lists) the Debian mirror's `pool` path; refused unless its sha256
+    matches."""
     name = f"{package}_{version}_all.deb"
     candidates = [Path(os.environ[DEB_ENV]) / name] if os.environ.get(DEB_ENV) else []
     cached = cache_dir() / "debian" / name
     for path in [*candidates, cached]:
         if path.is_file():
             return _checked(path, sha256)
-    if shutil.which("apt-get") is None:
-        raise RuntimeError(f"{name} is needed and apt-get is missing: download it from a Debian mirror "
-                           f"(pool/main/.../{name}) into a folder and set {DEB_ENV} to that folder")
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
-        run = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=tmp, capture_output=True, text=True,
-                             check=False)
-        got = Path(tmp) / name
-        if run.returncode != 0 or not got.is_file():
-            raise RuntimeError(f"`apt-get download {package}={version}` failed: {run.stderr.strip()[-300:]}")
+        got, why = Path(tmp) / name, "apt-get is missing"
+        if shutil.which("apt-get"):
+            run = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=tmp, capture_output=True,
+                                 text=True, check=False)
+            why = f"`apt-get download {package}={version}` failed: {run.stderr.strip()[-300:]}"
+        if not got.is_file() and pool:
+            _download(DEBIAN_MIRROR + pool + name, got)
+        if not got.is_file():
+            raise RuntimeError(f"{name} is needed and {why}: download it from a Debian mirror into a folder and "
+                               f"set {DEB_ENV} to that folder")
         _checked(got, sha256)
         os.replace(got, cached)  # atomic: a reader sees no .deb or the whole checked one
     return cached
+
+
+def _download(url: str, path: Path) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            path.write_bytes(response.read())
+    except OSError:
+        path.unlink(missing_ok=True)  # the caller reports the missing file
 
 
 def _checked(path: Path, sha256: str) -> Path:
